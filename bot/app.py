@@ -1,0 +1,159 @@
+"""Builds the bot, the dispatcher and the delivery path: the same factory serves production and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllChatAdministrators,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+)
+
+from bot.commands import GROUP, PRIVATE, commands_for
+from bot.config import Settings
+from bot.delivery import Delivery, RateLimiter
+from bot.i18n import SUPPORTED_LANGUAGES, Translator
+from bot.middlewares import ContextMiddleware, RosterCache, UpdateTransactionMiddleware
+from bot.services import chats as chat_service
+from bot.services import people as people_service
+from bot.services.clock import Clock, SystemClock
+from bot.services.roles import Role
+from handlers import build_root_router
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def build_bot(token: str, api_url: str) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_url))
+    return Bot(token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
+
+
+@dataclass
+class Application:
+    settings: Settings
+    db: Database
+    bot: Bot
+    delivery: Delivery
+    dispatcher: Dispatcher
+    clock: Clock
+
+    async def close(self) -> None:
+        await self.bot.session.close()
+        await self.db.dispose()
+
+
+def build_delivery(bot: Bot, db: Database, settings: Settings) -> Delivery:
+    async def on_forbidden(chat_id: int) -> None:
+        async with db.transaction() as session:
+            if chat_id < 0:
+                await chat_service.deactivate_chat(session, chat_id)
+            else:
+                await people_service.mark_blocked(session, chat_id)
+
+    async def on_migrated(old_chat_id: int, new_chat_id: int) -> None:
+        async with db.transaction() as session:
+            await chat_service.migrate_chat(session, old_chat_id, new_chat_id)
+
+    limiter = RateLimiter(
+        global_per_second=settings.global_messages_per_second,
+        group_per_minute=settings.group_messages_per_minute,
+        private_per_second=settings.private_messages_per_second,
+    )
+    return Delivery(bot, limiter, on_forbidden=on_forbidden, on_migrated=on_migrated)
+
+
+def build_dispatcher(*, settings: Settings, db: Database, delivery: Delivery, clock: Clock) -> Dispatcher:
+    dispatcher = Dispatcher(db=db, delivery=delivery, clock=clock, settings=settings)
+    dispatcher.update.outer_middleware(UpdateTransactionMiddleware(db, delivery))
+    dispatcher.update.outer_middleware(
+        ContextMiddleware(
+            clock,
+            default_language=settings.default_language,
+            default_timezone=settings.timezone,
+            superusers=settings.superuser_ids,
+            roster_cache=RosterCache(),
+        )
+    )
+    dispatcher.include_router(build_root_router())
+    return dispatcher
+
+
+def build_application(settings: Settings, *, clock: Clock | None = None) -> Application:
+    clock = clock or SystemClock()
+    db = Database(settings.database_url)
+    bot = build_bot(settings.token(), settings.bot_api_url)
+    delivery = build_delivery(bot, db, settings)
+    dispatcher = build_dispatcher(settings=settings, db=db, delivery=delivery, clock=clock)
+    return Application(settings, db, bot, delivery, dispatcher, clock)
+
+
+async def publish_commands(bot: Bot, default_language: str) -> None:
+    """setMyCommands per language and scope: members see member commands, admins also committee ones."""
+    scopes = (
+        (BotCommandScopeAllPrivateChats(), PRIVATE, Role.MEMBER),
+        (BotCommandScopeAllGroupChats(), GROUP, Role.MEMBER),
+        (BotCommandScopeAllChatAdministrators(), GROUP, Role.SECRETARY),
+    )
+    for language in (None, *SUPPORTED_LANGUAGES):
+        t = Translator(language or default_language)
+        for scope, where, role in scopes:
+            commands = [
+                BotCommand(command=spec.name, description=t(f"commands.{spec.name}"))
+                for spec in commands_for(where, role)
+            ]
+            await bot.set_my_commands(commands, scope=scope, language_code=language)
+
+
+def allowed_updates(dispatcher: Dispatcher) -> list[str]:
+    return sorted(set(dispatcher.resolve_used_update_types()) | {"message", "callback_query", "my_chat_member"})
+
+
+async def run_polling(app: Application) -> None:
+    await app.bot.delete_webhook(drop_pending_updates=False)
+    await app.dispatcher.start_polling(
+        app.bot,
+        allowed_updates=allowed_updates(app.dispatcher),
+        tasks_concurrency_limit=app.settings.max_concurrent_updates,
+        handle_signals=True,
+        close_bot_session=False,
+    )
+
+
+async def run_webhook(app: Application) -> None:
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+    from aiohttp import web
+
+    settings = app.settings
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    web_app = web.Application()
+    SimpleRequestHandler(app.dispatcher, app.bot, secret_token=secret).register(web_app, path=settings.webhook_path)
+    setup_application(web_app, app.dispatcher, bot=app.bot)
+    runner = web.AppRunner(web_app)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+    await site.start()
+    await app.bot.set_webhook(
+        settings.webhook_url + settings.webhook_path,
+        secret_token=secret,
+        allowed_updates=allowed_updates(app.dispatcher),
+    )
+    log.info("webhook listening on %s:%s%s", settings.webhook_host, settings.webhook_port, settings.webhook_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

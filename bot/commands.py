@@ -1,0 +1,29 @@
+"""Every command the bot knows, who may use it and where; /help and setMyCommands are built from this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.services.roles import Role
+
+PRIVATE = "private"
+GROUP = "group"
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str
+    where: tuple[str, ...]
+    min_role: Role = Role.MEMBER
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("start", (PRIVATE,)),
+    CommandSpec("help", (PRIVATE, GROUP)),
+    CommandSpec("sync", (GROUP,)),
+    CommandSpec("settings", (GROUP,), Role.COMMITTEE),
+)
+
+
+def commands_for(where: str, role: Role) -> list[CommandSpec]:
+    return [spec for spec in COMMANDS if where in spec.where and role >= spec.min_role]

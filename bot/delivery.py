@@ -1,0 +1,250 @@
+"""The one way out: every Bot API call that posts or edits a message passes through here.
+
+It keeps within Telegram's limits (overall, per group, per private chat), waits out 429s, follows a
+group that migrated to a supergroup, reports chats the bot was removed from, and splits text that is
+longer than Telegram allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.methods import (
+    CopyMessage,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    ForwardMessage,
+    SendDocument,
+    SendMessage,
+    SendPhoto,
+    SendPoll,
+    TelegramMethod,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_LENGTH = 4096
+# Calls that count against Telegram's message limits.
+LIMITED_METHODS = (
+    SendMessage,
+    SendDocument,
+    SendPhoto,
+    SendPoll,
+    CopyMessage,
+    ForwardMessage,
+    EditMessageText,
+    EditMessageReplyMarkup,
+)
+MAX_ATTEMPTS = 6
+
+
+@dataclass
+class _ChatWindow:
+    sent: deque[float] = field(default_factory=deque)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    not_before: float = 0.0
+
+
+class RateLimiter:
+    """Spaces sends: an even pace overall, a sliding window per group, a minimum gap per private chat."""
+
+    def __init__(
+        self,
+        global_per_second: float = 28.0,
+        group_per_minute: int = 20,
+        private_per_second: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.global_interval = 1.0 / global_per_second
+        self.group_per_minute = group_per_minute
+        self.private_interval = 1.0 / private_per_second
+        self._clock = clock
+        self._next_global = 0.0
+        self._chats: dict[int, _ChatWindow] = {}
+
+    def _window(self, chat_id: int) -> _ChatWindow:
+        window = self._chats.get(chat_id)
+        if window is None:
+            window = self._chats[chat_id] = _ChatWindow()
+        return window
+
+    def hold_chat(self, chat_id: int, seconds: float) -> None:
+        window = self._window(chat_id)
+        window.not_before = max(window.not_before, self._clock() + seconds)
+
+    def hold_all(self, seconds: float) -> None:
+        self._next_global = max(self._next_global, self._clock() + seconds)
+
+    async def acquire(self, chat_id: int) -> None:
+        """Wait until one more message to ``chat_id`` is within every limit, and count it."""
+        window = self._window(chat_id)
+        async with window.lock:  # keeps each chat's messages in order
+            while True:
+                now = self._clock()
+                earliest = max(now, window.not_before)
+                if chat_id < 0:
+                    while window.sent and window.sent[0] <= now - 60.0:
+                        window.sent.popleft()
+                    if len(window.sent) >= self.group_per_minute:
+                        earliest = max(earliest, window.sent[0] + 60.0)
+                elif window.sent:
+                    earliest = max(earliest, window.sent[-1] + self.private_interval)
+                slot = max(earliest, self._next_global)
+                if slot <= now:
+                    break
+                await asyncio.sleep(slot - now)
+            self._next_global = max(self._next_global, now) + self.global_interval
+            window.sent.append(now)
+            if chat_id > 0:
+                while len(window.sent) > 1:
+                    window.sent.popleft()
+
+
+ChatHook = Callable[[int], Awaitable[None]]
+MigrateHook = Callable[[int, int], Awaitable[None]]
+
+
+async def _nothing(*_: Any) -> None:
+    return None
+
+
+class Delivery:
+    def __init__(
+        self,
+        bot: Bot,
+        limiter: RateLimiter | None = None,
+        *,
+        on_forbidden: ChatHook = _nothing,
+        on_migrated: MigrateHook = _nothing,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        self.bot = bot
+        self.limiter = limiter or RateLimiter()
+        self.on_forbidden = on_forbidden
+        self.on_migrated = on_migrated
+        self.max_attempts = max_attempts
+
+    async def send(self, method: TelegramMethod) -> Any:
+        """Send one call; returns Telegram's result, or None when it could not be delivered."""
+        if isinstance(method, SendMessage) and len(method.text) > MAX_TEXT_LENGTH:
+            result = None
+            for part in split_text(method.text):
+                chunk = method.model_copy(update={"text": part, "reply_markup": None})
+                result = await self.send(chunk)
+            # The buttons belong to the last part, so they stay next to the end of the text.
+            if method.reply_markup is not None and result is not None:
+                await self.send(
+                    EditMessageReplyMarkup(
+                        chat_id=result.chat.id, message_id=result.message_id, reply_markup=method.reply_markup
+                    )
+                )
+            return result
+        return await self._send_with_retries(method)
+
+    async def _send_with_retries(self, method: TelegramMethod) -> Any:
+        limited = isinstance(method, LIMITED_METHODS)
+        backoff = 0.5
+        for attempt in range(1, self.max_attempts + 1):
+            chat_id = getattr(method, "chat_id", None)
+            numeric_chat = chat_id if isinstance(chat_id, int) else None
+            if limited and numeric_chat is not None:
+                await self.limiter.acquire(numeric_chat)
+            try:
+                return await self.bot(method)
+            except TelegramRetryAfter as error:
+                log.warning("429 on %s to %s: waiting %ss", method.__api_method__, chat_id, error.retry_after)
+                if numeric_chat is not None:
+                    self.limiter.hold_chat(numeric_chat, error.retry_after)
+                else:
+                    self.limiter.hold_all(error.retry_after)
+                await asyncio.sleep(error.retry_after)
+            except TelegramMigrateToChat as error:
+                log.info("chat %s migrated to %s", chat_id, error.migrate_to_chat_id)
+                if numeric_chat is not None:
+                    await self.on_migrated(numeric_chat, error.migrate_to_chat_id)
+                method = method.model_copy(update={"chat_id": error.migrate_to_chat_id})
+            except TelegramForbiddenError as error:
+                log.info("forbidden to write to %s: %s", chat_id, error.message)
+                if numeric_chat is not None:
+                    await self.on_forbidden(numeric_chat)
+                return None
+            except TelegramBadRequest as error:
+                if _is_not_modified(error):
+                    return None
+                log.error("Telegram refused %s to %s: %s", method.__api_method__, chat_id, error.message)
+                return None
+            except (TelegramServerError, TelegramNetworkError, TelegramAPIError) as error:
+                # A 429 without parameters arrives as a plain TelegramAPIError: back off as for 5xx.
+                log.warning("attempt %s of %s failed: %s", attempt, method.__api_method__, error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+        log.error("giving up on %s to %s after %s attempts", method.__api_method__, chat_id, self.max_attempts)
+        return None
+
+
+def _is_not_modified(error: TelegramBadRequest) -> bool:
+    return "message is not modified" in error.message
+
+
+def split_text(text: str, limit: int = MAX_TEXT_LENGTH) -> list[str]:
+    """Cut at line breaks where possible so that each part is a readable whole."""
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        cut = rest.rfind("\n", 0, limit)
+        if cut <= limit // 2:
+            cut = limit
+        parts.append(rest[:cut])
+        rest = rest[cut:].lstrip("\n")
+    if rest:
+        parts.append(rest)
+    return parts
+
+
+class Replies:
+    """What one update wants to send, held until its transaction has committed.
+
+    Sending after the commit keeps network waits out of the database transaction, and means a
+    reply is never sent for a change that was then rolled back.
+    """
+
+    def __init__(self) -> None:
+        self._methods: list[TelegramMethod] = []
+        self._jobs: list[Callable[[], Awaitable[None]]] = []
+
+    def add(self, method: TelegramMethod) -> None:
+        self._methods.append(method)
+
+    def after_commit(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Run ``job`` once the update's transaction has committed (e.g. a call that needs the network)."""
+        self._jobs.append(job)
+
+    def __len__(self) -> int:
+        return len(self._methods) + len(self._jobs)
+
+    async def flush(self, delivery: Delivery) -> None:
+        for method in self._methods:
+            await delivery.send(method)
+        for job in self._jobs:
+            try:
+                await job()
+            except Exception:
+                log.exception("after-commit job failed")
+        self._methods.clear()
+        self._jobs.clear()

@@ -1,0 +1,191 @@
+"""Group registration, deactivation, migration and per-group settings."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.services.errors import DomainError
+from storage import chats as chat_store
+from storage.models import AuditLog, Chat
+
+GROUP_TYPES = ("group", "supergroup")
+LANGUAGES = ("zh", "en")
+DEFAULT_QUIET_HOURS = ("22:00", "07:00")
+# Offered as buttons in the settings panel; any IANA name is accepted by /settings tz <name>.
+COMMON_TIMEZONES = (
+    "Asia/Shanghai",
+    "Asia/Hong_Kong",
+    "Asia/Taipei",
+    "Asia/Singapore",
+    "Asia/Tokyo",
+    "Europe/London",
+    "Europe/Berlin",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Australia/Sydney",
+)
+QUIET_HOUR_PRESETS = (("22:00", "07:00"), ("21:00", "08:00"), ("23:00", "06:00"), (None, None))
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    language: str
+    timezone: str
+    quiet_start: str | None
+    quiet_end: str | None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    chat: Chat
+    is_new: bool
+    was_inactive: bool
+
+
+def settings_of(chat: Chat | None, *, default_language: str, default_timezone: str) -> GroupSettings:
+    if chat is None:
+        return GroupSettings(default_language, default_timezone, *DEFAULT_QUIET_HOURS)
+    quiet = (chat.quiet_start, chat.quiet_end) if chat.quiet_start is not None else DEFAULT_QUIET_HOURS
+    if chat.quiet_start == "":
+        quiet = (None, None)
+    return GroupSettings(
+        language=chat.language or default_language,
+        timezone=chat.timezone or default_timezone,
+        quiet_start=quiet[0],
+        quiet_end=quiet[1],
+    )
+
+
+async def register_chat(
+    session: AsyncSession,
+    telegram_id: int,
+    chat_type: str,
+    title: str | None,
+    *,
+    bot_is_admin: bool | None = None,
+) -> RegisterResult:
+    """Make sure the chat exists and is active; tell whether it is new or came back."""
+    chat = await chat_store.get_by_telegram_id(session, telegram_id)
+    if chat is None:
+        chat = await chat_store.add(session, telegram_id, chat_type, title)
+        if bot_is_admin is not None:
+            chat.bot_is_admin = bot_is_admin
+        return RegisterResult(chat, is_new=True, was_inactive=False)
+    was_inactive = not chat.is_active
+    chat.is_active = True
+    if title and chat.title != title:
+        chat.title = title
+    if chat.type != chat_type:
+        chat.type = chat_type
+    if bot_is_admin is not None:
+        chat.bot_is_admin = bot_is_admin
+    return RegisterResult(chat, is_new=False, was_inactive=was_inactive)
+
+
+async def get_chat(session: AsyncSession, telegram_id: int) -> Chat | None:
+    return await chat_store.get_by_telegram_id(session, telegram_id)
+
+
+async def deactivate_chat(session: AsyncSession, telegram_id: int) -> bool:
+    chat = await chat_store.get_by_telegram_id(session, telegram_id)
+    if chat is None or not chat.is_active:
+        return False
+    chat.is_active = False
+    chat.bot_is_admin = False
+    return True
+
+
+async def migrate_chat(session: AsyncSession, old_telegram_id: int, new_telegram_id: int) -> Chat | None:
+    """Follow a group that became a supergroup: same records, new Telegram id."""
+    old = await chat_store.get_by_telegram_id(session, old_telegram_id)
+    new = await chat_store.get_by_telegram_id(session, new_telegram_id)
+    if old is None:
+        return new
+    if new is not None and new.id != old.id:
+        await chat_store.fold_into(session, keep=old, duplicate=new)
+    old.previous_telegram_id = old_telegram_id
+    old.telegram_id = new_telegram_id
+    old.type = "supergroup"
+    old.is_active = True
+    await session.flush()
+    return old
+
+
+def validate_timezone(name: str) -> str:
+    name = name.strip()
+    if name not in _timezone_names():
+        raise DomainError("settings.bad_timezone", value=name[:64])
+    return name
+
+
+def validate_quiet_hours(start: str | None, end: str | None) -> tuple[str | None, str | None]:
+    if start is None and end is None:
+        return None, None
+    if start is None or end is None or not _HHMM.match(start) or not _HHMM.match(end) or start == end:
+        raise DomainError("settings.bad_quiet_hours")
+    return start, end
+
+
+async def change_settings(
+    session: AsyncSession,
+    chat: Chat,
+    actor_id: int,
+    *,
+    language: str | None = None,
+    timezone: str | None = None,
+    quiet_hours: tuple[str | None, str | None] | None = None,
+) -> None:
+    changes: list[str] = []
+    if language is not None:
+        if language not in LANGUAGES:
+            raise DomainError("settings.bad_language")
+        chat.language = language
+        changes.append(f"language={language}")
+    if timezone is not None:
+        chat.timezone = validate_timezone(timezone)
+        changes.append(f"timezone={chat.timezone}")
+    if quiet_hours is not None:
+        start, end = validate_quiet_hours(*quiet_hours)
+        # An empty string records "switched off", as opposed to NULL for "never set: use the default".
+        chat.quiet_start = start if start is not None else ""
+        chat.quiet_end = end if end is not None else ""
+        changes.append(f"quiet_hours={start}-{end}")
+    if changes:
+        session.add(AuditLog(chat_id=chat.id, actor_id=actor_id, action="settings", detail=", ".join(changes)))
+        await session.flush()
+
+
+def is_quiet_time(settings: GroupSettings, moment: datetime) -> bool:
+    if not settings.quiet_start or not settings.quiet_end:
+        return False
+    local = moment.astimezone(settings.zone).strftime("%H:%M")
+    if settings.quiet_start < settings.quiet_end:
+        return settings.quiet_start <= local < settings.quiet_end
+    return local >= settings.quiet_start or local < settings.quiet_end
+
+
+_TIMEZONES: frozenset[str] | None = None
+
+
+def _timezone_names() -> frozenset[str]:
+    global _TIMEZONES
+    if _TIMEZONES is None:
+        _TIMEZONES = frozenset(available_timezones())
+    return _TIMEZONES
+
+
+def zone_or_default(name: str | None, default: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or default)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(default)

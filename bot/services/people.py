@@ -1,0 +1,57 @@
+"""Users and the roster the bot builds from what it sees (Telegram gives bots no member list)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import people as people_store
+
+
+@dataclass(frozen=True)
+class Person:
+    """The parts of a Telegram user that we keep."""
+
+    id: int
+    first_name: str
+    last_name: str | None = None
+    username: str | None = None
+    language_code: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part) or str(self.id)
+
+
+async def remember_person(session: AsyncSession, person: Person, now: datetime) -> None:
+    await people_store.upsert_user(
+        session,
+        person.id,
+        person.first_name[:255],
+        (person.last_name or None) and person.last_name[:255],
+        person.username,
+        person.language_code,
+        now,
+    )
+
+
+async def observe_in_chat(session: AsyncSession, chat_pk: int, user_id: int, now: datetime) -> None:
+    await people_store.observe_member(session, chat_pk, user_id, now)
+
+
+async def mark_left(session: AsyncSession, chat_pk: int, user_id: int, now: datetime) -> None:
+    await people_store.observe_member(session, chat_pk, user_id, now, status="left")
+
+
+async def mark_started(session: AsyncSession, user_id: int) -> None:
+    await people_store.set_user_flags(session, user_id, started_bot=True, blocked_bot=False)
+
+
+async def mark_blocked(session: AsyncSession, user_id: int) -> None:
+    await people_store.set_user_flags(session, user_id, blocked_bot=True)
+
+
+async def roster_size(session: AsyncSession, chat_pk: int) -> int:
+    return await people_store.count_members(session, chat_pk)

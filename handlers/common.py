@@ -1,0 +1,41 @@
+"""Small pieces every router uses: where a command came from, and polite refusals."""
+
+from __future__ import annotations
+
+from html import escape
+
+from aiogram.types import CallbackQuery, Message
+
+from bot.commands import GROUP, PRIVATE
+from bot.context import RequestContext
+
+
+def where_of(chat_type: str) -> str:
+    return PRIVATE if chat_type == "private" else GROUP
+
+
+def quote(text: str | None) -> str:
+    """User text, safe to put into an HTML-formatted message."""
+    return escape(text or "", quote=False)
+
+
+def refuse_message(ctx: RequestContext, message: Message, key: str, **params: object) -> None:
+    ctx.replies.add(message.reply(ctx.t(key, **params)))
+
+
+def refuse_callback(ctx: RequestContext, callback: CallbackQuery, key: str, **params: object) -> None:
+    ctx.replies.add(callback.answer(ctx.t(key, **params), show_alert=True))
+
+
+async def require_committee_message(ctx: RequestContext, message: Message) -> bool:
+    if await ctx.is_committee():
+        return True
+    refuse_message(ctx, message, "errors.committee_only")
+    return False
+
+
+async def require_committee_callback(ctx: RequestContext, callback: CallbackQuery) -> bool:
+    if await ctx.is_committee():
+        return True
+    refuse_callback(ctx, callback, "errors.committee_only")
+    return False

@@ -1,0 +1,173 @@
+"""/settings: the group's language, timezone and quiet hours, as a panel of buttons (committee only)."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+
+from bot.context import RequestContext
+from bot.i18n import Translator
+from bot.services import chats as chat_service
+from bot.services.chats import COMMON_TIMEZONES, QUIET_HOUR_PRESETS, GroupSettings
+from bot.services.errors import DomainError
+from handlers.common import quote, refuse_callback, require_committee_callback, require_committee_message
+
+
+class SettingsButton(CallbackData, prefix="st"):
+    action: str  # lang | tzmenu | tz | quietmenu | quiet | back | close
+    value: str = ""
+
+
+def _quiet_label(t: Translator, start: str | None, end: str | None) -> str:
+    return t("settings.quiet_off") if not start else f"{start}–{end}"
+
+
+def render_panel(t: Translator, settings: GroupSettings) -> tuple[str, InlineKeyboardMarkup]:
+    text = t(
+        "settings.panel",
+        language=t(f"language.{settings.language}"),
+        timezone=settings.timezone,
+        quiet=_quiet_label(t, settings.quiet_start, settings.quiet_end),
+    )
+    mark = {code: ("✅ " if code == settings.language else "") for code in ("zh", "en")}
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=mark["zh"] + "中文", callback_data=SettingsButton(action="lang", value="zh").pack()
+                ),
+                InlineKeyboardButton(
+                    text=mark["en"] + "English",
+                    callback_data=SettingsButton(action="lang", value="en").pack(),
+                ),
+            ],
+            [
+                InlineKeyboardButton(
+                    text=t("settings.timezone_button"), callback_data=SettingsButton(action="tzmenu").pack()
+                )
+            ],
+            [
+                InlineKeyboardButton(
+                    text=t("settings.quiet_button"), callback_data=SettingsButton(action="quietmenu").pack()
+                )
+            ],
+            [InlineKeyboardButton(text=t("settings.close"), callback_data=SettingsButton(action="close").pack())],
+        ]
+    )
+    return text, keyboard
+
+
+def _menu(
+    t: Translator, title_key: str, options: list[tuple[str, str]], action: str
+) -> tuple[str, InlineKeyboardMarkup]:
+    rows = [
+        [InlineKeyboardButton(text=label, callback_data=SettingsButton(action=action, value=str(index)).pack())]
+        for index, (label, _) in enumerate(options)
+    ]
+    rows.append([InlineKeyboardButton(text=t("settings.back"), callback_data=SettingsButton(action="back").pack())])
+    return t(title_key), InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def _current(ctx: RequestContext, t: Translator | None = None) -> tuple[Translator, GroupSettings]:
+    settings = chat_service.settings_of(
+        ctx.chat, default_language=ctx.group_settings.language, default_timezone=ctx.group_settings.timezone
+    )
+    return Translator(settings.language), settings
+
+
+async def settings_command(message: Message, ctx: RequestContext, command: CommandObject) -> None:
+    if ctx.chat is None or not await require_committee_message(ctx, message):
+        return
+    if command.args:
+        await _apply_text_setting(message, ctx, command.args)
+        return
+    text, keyboard = render_panel(ctx.t, ctx.group_settings)
+    ctx.replies.add(message.answer(text, reply_markup=keyboard))
+
+
+async def _apply_text_setting(message: Message, ctx: RequestContext, args: str) -> None:
+    """One-line form: /settings tz Europe/Berlin · /settings quiet 22:00-07:00|off · /settings lang en."""
+    name, _, value = args.strip().partition(" ")
+    value = value.strip()
+    try:
+        if name in ("tz", "timezone", "时区"):
+            await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, timezone=value)
+        elif name in ("quiet", "免打扰"):
+            if value.lower() in ("off", "关", "关闭"):
+                quiet = (None, None)
+            else:
+                start, _, end = value.replace("–", "-").partition("-")
+                quiet = (start.strip(), end.strip())
+            await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, quiet_hours=quiet)
+        elif name in ("lang", "language", "语言"):
+            await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, language=value.lower())
+        else:
+            ctx.replies.add(message.reply(ctx.t("settings.usage")))
+            return
+    except DomainError as error:
+        ctx.replies.add(message.reply(ctx.t(error.key, **{k: quote(str(v)) for k, v in error.params.items()})))
+        return
+    t, settings = _current(ctx)
+    text, keyboard = render_panel(t, settings)
+    ctx.replies.add(message.answer(t("settings.saved") + "\n\n" + text, reply_markup=keyboard))
+
+
+async def settings_button(callback: CallbackQuery, callback_data: SettingsButton, ctx: RequestContext) -> None:
+    if ctx.chat is None or callback.message is None:
+        refuse_callback(ctx, callback, "errors.button_expired")
+        return
+    if not await require_committee_callback(ctx, callback):
+        return
+    action, value = callback_data.action, callback_data.value
+    t = ctx.t
+    try:
+        if action == "lang":
+            await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, language=value)
+        elif action == "tz":
+            zone = _pick(COMMON_TIMEZONES, value)
+            await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, timezone=zone)
+        elif action == "quiet":
+            await chat_service.change_settings(
+                ctx.session, ctx.chat, ctx.person.id, quiet_hours=_pick(QUIET_HOUR_PRESETS, value)
+            )
+        elif action == "tzmenu":
+            options = [(zone, zone) for zone in COMMON_TIMEZONES]
+            text, keyboard = _menu(t, "settings.choose_timezone", options, "tz")
+            ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
+            ctx.replies.add(callback.answer())
+            return
+        elif action == "quietmenu":
+            options = [(_quiet_label(t, start, end), "") for start, end in QUIET_HOUR_PRESETS]
+            text, keyboard = _menu(t, "settings.choose_quiet", options, "quiet")
+            ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
+            ctx.replies.add(callback.answer())
+            return
+        elif action == "close":
+            ctx.replies.add(callback.message.edit_reply_markup(reply_markup=None))
+            ctx.replies.add(callback.answer())
+            return
+        elif action != "back":
+            raise DomainError("errors.button_expired")
+    except DomainError as error:
+        refuse_callback(ctx, callback, error.key)
+        return
+    t, settings = _current(ctx)
+    text, keyboard = render_panel(t, settings)
+    ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
+    ctx.replies.add(callback.answer(t("settings.saved") if action != "back" else None))
+
+
+def _pick(options: tuple, value: str):
+    """Callback data is untrusted: the index must be a small number inside the offered list."""
+    if not value.isdigit() or int(value) >= len(options):
+        raise DomainError("errors.button_expired")
+    return options[int(value)]
+
+
+def build_router() -> Router:
+    router = Router(name="settings")
+    router.message.register(settings_command, Command("settings"), F.chat.type.in_({"group", "supergroup"}))
+    router.callback_query.register(settings_button, SettingsButton.filter())
+    return router

@@ -1,0 +1,45 @@
+"""Private chat entry: /start, with deep-link payloads routed to the feature that made the link."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiogram import Bot, F, Router
+from aiogram.filters import CommandObject, CommandStart
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
+
+from bot.context import RequestContext
+
+DeepLinkHandler = Callable[[Message, RequestContext, str], Awaitable[bool]]
+# Payload prefix → handler. Features register here; a handler returns False when the payload is not theirs.
+DEEP_LINKS: dict[str, DeepLinkHandler] = {}
+
+
+def deep_link(prefix: str) -> Callable[[DeepLinkHandler], DeepLinkHandler]:
+    def register(handler: DeepLinkHandler) -> DeepLinkHandler:
+        DEEP_LINKS[prefix] = handler
+        return handler
+
+    return register
+
+
+async def start(message: Message, ctx: RequestContext, command: CommandObject, bot: Bot) -> None:
+    payload = (command.args or "").strip()
+    if payload:
+        prefix = payload.split("_", 1)[0]
+        handler = DEEP_LINKS.get(prefix)
+        if handler is not None and await handler(message, ctx, payload):
+            return
+    me = await bot.me()
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=ctx.t("start.add_to_group"), url=f"https://t.me/{me.username}?startgroup=1")]
+        ]
+    )
+    ctx.replies.add(message.answer(ctx.t("start.intro"), reply_markup=keyboard))
+
+
+def build_router() -> Router:
+    router = Router(name="start")
+    router.message.register(start, CommandStart(), F.chat.type == "private")
+    return router

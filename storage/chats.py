@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from sqlalchemy import and_, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Base, Chat
+
+
+async def get_by_telegram_id(session: AsyncSession, telegram_id: int) -> Chat | None:
+    return (await session.execute(select(Chat).where(Chat.telegram_id == telegram_id))).scalar_one_or_none()
+
+
+async def get_by_id(session: AsyncSession, chat_pk: int) -> Chat | None:
+    return await session.get(Chat, chat_pk)
+
+
+async def add(session: AsyncSession, telegram_id: int, chat_type: str, title: str | None) -> Chat:
+    chat = Chat(telegram_id=telegram_id, type=chat_type, title=title, is_active=True)
+    session.add(chat)
+    await session.flush()
+    return chat
+
+
+async def list_active_groups(session: AsyncSession) -> list[Chat]:
+    result = await session.execute(
+        select(Chat).where(Chat.is_active.is_(True), Chat.type.in_(("group", "supergroup"))).order_by(Chat.id)
+    )
+    return list(result.scalars())
+
+
+async def fold_into(session: AsyncSession, keep: Chat, duplicate: Chat) -> None:
+    """Move what points at ``duplicate`` onto ``keep`` where it does not clash, then drop ``duplicate``.
+
+    Used when a migrated supergroup was seen under its new id before the migration message arrived.
+    Rows that clash (the same member seen under both ids) keep the older chat's version.
+    """
+    for table in Base.metadata.sorted_tables:
+        for fk in table.foreign_keys:
+            if fk.column.table.name != "chats" or table.name == "chats":
+                continue
+            column = fk.parent
+            keys = list(table.primary_key.columns)
+            rows = (await session.execute(select(*keys).where(column == duplicate.id))).all()
+            # Row by row, so that one clash does not keep the other rows from moving. The new chat was
+            # seen only for moments before the migration message, so these are a handful of rows.
+            for row in rows:
+                try:
+                    async with session.begin_nested():
+                        condition = and_(*(key == value for key, value in zip(keys, row, strict=True)))
+                        await session.execute(update(table).where(condition).values({column.name: keep.id}))
+                except IntegrityError:
+                    pass  # the same row exists for the old chat; the duplicate's copy goes with it
+    await session.execute(delete(Chat).where(Chat.id == duplicate.id))
+    await session.flush()

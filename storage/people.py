@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import ChatMember, ChatRole, User
+from storage.upsert import insert_for
+
+
+async def upsert_user(
+    session: AsyncSession,
+    user_id: int,
+    first_name: str,
+    last_name: str | None,
+    username: str | None,
+    language_code: str | None,
+    now: datetime,
+) -> None:
+    insert = insert_for(session)
+    values = {
+        "first_name": first_name,
+        "last_name": last_name,
+        "username": username,
+        "language_code": language_code,
+        "updated_at": now,
+    }
+    statement = insert(User).values(id=user_id, created_at=now, **values)
+    await session.execute(statement.on_conflict_do_update(index_elements=[User.id], set_=values))
+
+
+async def get_user(session: AsyncSession, user_id: int) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def set_user_flags(session: AsyncSession, user_id: int, **flags: bool) -> None:
+    await session.execute(update(User).where(User.id == user_id).values(**flags))
+
+
+async def observe_member(
+    session: AsyncSession, chat_pk: int, user_id: int, now: datetime, status: str = "member"
+) -> None:
+    insert = insert_for(session)
+    statement = insert(ChatMember).values(
+        chat_id=chat_pk, user_id=user_id, status=status, first_seen_at=now, last_seen_at=now
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ChatMember.chat_id, ChatMember.user_id],
+            set_={"status": status, "last_seen_at": now},
+        )
+    )
+
+
+async def count_members(session: AsyncSession, chat_pk: int) -> int:
+    from sqlalchemy import func
+
+    result = await session.execute(
+        select(func.count()).select_from(ChatMember).where(ChatMember.chat_id == chat_pk, ChatMember.status == "member")
+    )
+    return int(result.scalar_one())
+
+
+async def roles_of(session: AsyncSession, chat_pk: int, user_id: int) -> list[str]:
+    result = await session.execute(
+        select(ChatRole.role).where(ChatRole.chat_id == chat_pk, ChatRole.user_id == user_id)
+    )
+    return list(result.scalars())
+
+
+async def replace_admin_roles(session: AsyncSession, chat_pk: int, roles: dict[int, str], now: datetime) -> None:
+    """Make the Telegram-admin-derived roles of a chat exactly ``roles`` (user id → role)."""
+    await session.execute(delete(ChatRole).where(ChatRole.chat_id == chat_pk, ChatRole.source == "telegram_admin"))
+    await session.execute(update(ChatMember).where(ChatMember.chat_id == chat_pk).values(is_admin=False))
+    for user_id, role in roles.items():
+        session.add(ChatRole(chat_id=chat_pk, user_id=user_id, source="telegram_admin", role=role, granted_at=now))
+        await observe_member(session, chat_pk, user_id, now)
+        await session.execute(
+            update(ChatMember).where(ChatMember.chat_id == chat_pk, ChatMember.user_id == user_id).values(is_admin=True)
+        )
+    await session.flush()

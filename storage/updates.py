@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import ProcessedUpdate
+from storage.upsert import insert_for
+
+
+async def claim_update(session: AsyncSession, update_id: int) -> bool:
+    """Record the update as processed; False when it was processed before (a redelivery)."""
+    insert = insert_for(session)
+    result = await session.execute(insert(ProcessedUpdate).values(update_id=update_id).on_conflict_do_nothing())
+    return result.rowcount == 1
+
+
+async def forget_updates_before(session: AsyncSession, moment: datetime) -> int:
+    result = await session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < moment))
+    return result.rowcount or 0
