@@ -29,6 +29,8 @@ async def _open_database(settings: Settings):
         db = Database(settings.database_url)
     except (ValueError, SQLAlchemyError, ImportError) as error:
         raise StartupError(f"DATABASE_URL is not usable: {_describe(error)}") from None
+    except OSError as error:
+        raise StartupError(f"cannot open the database: {_describe(error)}") from None
     try:
         await upgrade_to_head(db.engine)
     except (OSError, SQLAlchemyError) as error:
@@ -74,7 +76,7 @@ async def check(settings: Settings) -> None:
 
 
 async def run(settings: Settings) -> None:
-    from bot.app import build_application, publish_commands, run_polling, run_webhook
+    from bot.app import WebhookRefused, build_application, publish_commands, run_polling, run_webhook
 
     settings.token()
     db = await _open_database(settings)
@@ -87,7 +89,10 @@ async def run(settings: Settings) -> None:
         )
         await publish_commands(app.bot, settings.default_language)
         if settings.webhook_url:
-            await run_webhook(app)
+            try:
+                await run_webhook(app)
+            except WebhookRefused as error:
+                raise StartupError(f"the Bot API refused WEBHOOK_URL: {error}") from None
         else:
             await run_polling(app)
     finally:

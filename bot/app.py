@@ -10,6 +10,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import (
     BotCommand,
     BotCommandScopeAllChatAdministrators,
@@ -21,7 +22,7 @@ from bot.commands import GROUP, PRIVATE, commands_for
 from bot.config import Settings
 from bot.delivery import Delivery, RateLimiter
 from bot.i18n import SUPPORTED_LANGUAGES, Translator
-from bot.middlewares import ContextMiddleware, RosterCache, UpdateTransactionMiddleware
+from bot.middlewares import ContextMiddleware, InFlight, RosterCache, UpdateTransactionMiddleware
 from bot.services import chats as chat_service
 from bot.services import people as people_service
 from bot.services.clock import Clock, SystemClock
@@ -30,6 +31,13 @@ from handlers import build_root_router
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+
+
+class WebhookRefused(Exception):
+    """Telegram would not take our webhook URL (e.g. not HTTPS)."""
+
+
+SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 def build_bot(token: str, api_url: str) -> Bot:
@@ -45,6 +53,7 @@ class Application:
     delivery: Delivery
     dispatcher: Dispatcher
     clock: Clock
+    in_flight: InFlight
 
     async def close(self) -> None:
         await self.bot.session.close()
@@ -71,9 +80,11 @@ def build_delivery(bot: Bot, db: Database, settings: Settings) -> Delivery:
     return Delivery(bot, limiter, on_forbidden=on_forbidden, on_migrated=on_migrated)
 
 
-def build_dispatcher(*, settings: Settings, db: Database, delivery: Delivery, clock: Clock) -> Dispatcher:
+def build_dispatcher(
+    *, settings: Settings, db: Database, delivery: Delivery, clock: Clock, in_flight: InFlight
+) -> Dispatcher:
     dispatcher = Dispatcher(db=db, delivery=delivery, clock=clock, settings=settings)
-    dispatcher.update.outer_middleware(UpdateTransactionMiddleware(db, delivery))
+    dispatcher.update.outer_middleware(UpdateTransactionMiddleware(db, delivery, in_flight))
     dispatcher.update.outer_middleware(
         ContextMiddleware(
             clock,
@@ -92,8 +103,9 @@ def build_application(settings: Settings, *, clock: Clock | None = None) -> Appl
     db = Database(settings.database_url)
     bot = build_bot(settings.token(), settings.bot_api_url)
     delivery = build_delivery(bot, db, settings)
-    dispatcher = build_dispatcher(settings=settings, db=db, delivery=delivery, clock=clock)
-    return Application(settings, db, bot, delivery, dispatcher, clock)
+    in_flight = InFlight()
+    dispatcher = build_dispatcher(settings=settings, db=db, delivery=delivery, clock=clock, in_flight=in_flight)
+    return Application(settings, db, bot, delivery, dispatcher, clock, in_flight)
 
 
 async def publish_commands(bot: Bot, default_language: str) -> None:
@@ -126,6 +138,9 @@ async def run_polling(app: Application) -> None:
         handle_signals=True,
         close_bot_session=False,
     )
+    # Polling has stopped taking updates; let the ones in hand finish before the database closes.
+    if not await app.in_flight.wait_idle(timeout=SHUTDOWN_GRACE_SECONDS):
+        log.warning("%s updates still in progress at shutdown", app.in_flight.count)
 
 
 async def run_webhook(app: Application) -> None:
@@ -141,11 +156,15 @@ async def run_webhook(app: Application) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
     await site.start()
-    await app.bot.set_webhook(
-        settings.webhook_url + settings.webhook_path,
-        secret_token=secret,
-        allowed_updates=allowed_updates(app.dispatcher),
-    )
+    try:
+        await app.bot.set_webhook(
+            settings.webhook_url + settings.webhook_path,
+            secret_token=secret,
+            allowed_updates=allowed_updates(app.dispatcher),
+        )
+    except TelegramBadRequest as error:
+        await runner.cleanup()
+        raise WebhookRefused(error.message) from None
     log.info("webhook listening on %s:%s%s", settings.webhook_host, settings.webhook_port, settings.webhook_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

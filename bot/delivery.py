@@ -70,11 +70,13 @@ class RateLimiter:
         group_per_minute: int = 20,
         private_per_second: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.global_interval = 1.0 / global_per_second
         self.group_per_minute = group_per_minute
         self.private_interval = 1.0 / private_per_second
         self._clock = clock
+        self._sleep = sleep
         self._next_global = 0.0
         self._chats: dict[int, _ChatWindow] = {}
 
@@ -108,7 +110,7 @@ class RateLimiter:
                 slot = max(earliest, self._next_global)
                 if slot <= now:
                     break
-                await asyncio.sleep(slot - now)
+                await self._sleep(slot - now)
             self._next_global = max(self._next_global, now) + self.global_interval
             window.sent.append(now)
             if chat_id > 0:

@@ -1,4 +1,4 @@
-"""Locale catalogs (bot/locales/<lang>.toml) and language choice.
+"""Locale catalogs (bot/locales/<lang>/<feature>.toml, one file per feature) and language choice.
 
 Groups speak the group's language; private chats the user's Telegram language when it is one we
 have, else the default. Placeholders use str.format names: {count}, {name}.
@@ -30,8 +30,15 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
 
 @cache
 def catalog(language: str) -> dict[str, str]:
-    with (LOCALES_DIR / f"{language}.toml").open("rb") as file:
-        return _flatten(tomllib.load(file))
+    messages: dict[str, str] = {}
+    for path in sorted((LOCALES_DIR / language).glob("*.toml")):
+        with path.open("rb") as file:
+            part = _flatten(tomllib.load(file))
+        clash = messages.keys() & part.keys()
+        if clash:
+            raise ValueError(f"{path.name} repeats locale keys {sorted(clash)}")
+        messages.update(part)
+    return messages
 
 
 def normalize_language(code: str | None) -> str | None:

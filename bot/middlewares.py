@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,25 +29,55 @@ log = logging.getLogger(__name__)
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
+class InFlight:
+    """Counts updates being handled, so that shutdown (and tests) can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
 class UpdateTransactionMiddleware(BaseMiddleware):
     """Opens the update's transaction, records its update_id in it, and sends replies after the commit."""
 
-    def __init__(self, db: Database, delivery: Delivery) -> None:
+    def __init__(self, db: Database, delivery: Delivery, in_flight: InFlight) -> None:
         self.db = db
         self.delivery = delivery
+        self.in_flight = in_flight
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
-        replies = Replies()
-        async with self.db.transaction() as session:
-            if not await claim_update(session, event.update_id):
-                log.info("update %s was handled before; skipped", event.update_id)
-                return UNHANDLED
-            data["session"] = session
-            data["replies"] = replies
-            result = await handler(event, data)
-        await replies.flush(self.delivery)
-        return result
+        self.in_flight.enter()
+        try:
+            replies = Replies()
+            async with self.db.transaction() as session:
+                if not await claim_update(session, event.update_id):
+                    log.info("update %s was handled before; skipped", event.update_id)
+                    return UNHANDLED
+                data["session"] = session
+                data["replies"] = replies
+                result = await handler(event, data)
+            await replies.flush(self.delivery)
+            return result
+        finally:
+            self.in_flight.leave()
 
 
 class RosterCache:

@@ -7,6 +7,7 @@ import logging
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command
+from aiogram.methods import SendMessage
 from aiogram.types import ChatMemberUpdated, Message
 
 from bot.context import RequestContext
@@ -63,9 +64,9 @@ async def bot_membership_changed(
     if old in GONE or result.is_new or result.was_inactive:
         text = t("welcome.group", title=quote(event.chat.title))
         text += "\n\n" + (t("welcome.thanks_admin") if is_admin else t("welcome.ask_admin"))
-        ctx.replies.add(bot.send_message(chat_id, text))
+        ctx.replies.add(SendMessage(chat_id=chat_id, text=text))
     elif is_admin and old != "administrator":
-        ctx.replies.add(bot.send_message(chat_id, t("welcome.thanks_admin")))
+        ctx.replies.add(SendMessage(chat_id=chat_id, text=t("welcome.thanks_admin")))
 
     async def sync() -> None:
         await sync_admins(bot, db, clock, chat_id)

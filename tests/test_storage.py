@@ -141,7 +141,11 @@ async def test_migration_folds_a_supergroup_seen_first_under_its_new_id(db: Data
 async def test_admin_sync_sets_committee_and_secretary_and_follows_demotion(db: Database) -> None:
     chat_pk = await _group_with_member_and_admin(db, -700)
     async with db.transaction() as session:
-        admins = [Admin(Person(2, "李书记"), True), Admin(Person(4, "赵委员"), False), Admin(Person(9, "bot"), False, True)]
+        admins = [
+            Admin(Person(2, "李书记"), True),
+            Admin(Person(4, "赵委员"), False),
+            Admin(Person(9, "bot"), False, True),
+        ]
         assert await role_service.sync_admins(session, chat_pk, admins, NOW) == 2
     async with db.transaction() as session:
         assert await role_service.role_in_chat(session, chat_pk, 4, frozenset()) == Role.COMMITTEE
@@ -180,7 +184,9 @@ async def test_settings_change_is_audited_and_bad_values_change_nothing(db: Data
             "23:00",
             "06:30",
         )
-        assert await session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "settings")) == 1
+        assert (
+            await session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "settings")) == 1
+        )
         await chat_service.change_settings(session, chat, 2, quiet_hours=(None, None))
     async with db.transaction() as session:
         chat = await chat_service.get_chat(session, -800)
