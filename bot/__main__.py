@@ -43,7 +43,7 @@ async def _who_am_i(bot):
     from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
 
     try:
-        return await bot.get_me()
+        return await bot.me()
     except TelegramUnauthorizedError:
         raise StartupError("the Bot API rejected BOT_TOKEN (401 Unauthorized)") from None
     except TelegramAPIError as error:

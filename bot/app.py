@@ -18,6 +18,7 @@ from aiogram.types import (
     BotCommandScopeAllPrivateChats,
 )
 
+from bot.caches import chat_cache, role_cache
 from bot.commands import GROUP, PRIVATE, commands_for
 from bot.config import Settings
 from bot.delivery import Delivery, RateLimiter
@@ -26,6 +27,7 @@ from bot.middlewares import ContextMiddleware, InFlight, RosterCache, UpdateTran
 from bot.services import chats as chat_service
 from bot.services import people as people_service
 from bot.services.clock import Clock, SystemClock
+from bot.services.maintenance import prune_processed_updates
 from bot.services.roles import Role
 from handlers import build_root_router
 from storage.db import Database
@@ -38,6 +40,37 @@ class WebhookRefused(Exception):
 
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+def _keep_response_types() -> list[type]:
+    """aiogram parses every answer with ``Response[<result type>]``; pydantic keeps those generic
+    classes only weakly, so they are rebuilt (slowly) after each garbage collection. Hold the ones
+    this bot uses."""
+    from aiogram import methods
+    from aiogram.methods.base import Response
+
+    used = (
+        methods.GetUpdates,
+        methods.GetMe,
+        methods.SendMessage,
+        methods.EditMessageText,
+        methods.EditMessageReplyMarkup,
+        methods.AnswerCallbackQuery,
+        methods.SendDocument,
+        methods.SendPhoto,
+        methods.SendPoll,
+        methods.GetChatAdministrators,
+        methods.GetChatMember,
+        methods.GetChat,
+        methods.PinChatMessage,
+        methods.SetMyCommands,
+        methods.DeleteWebhook,
+        methods.SetWebhook,
+    )
+    return [Response[method.__returning__] for method in used]
+
+
+_RESPONSE_TYPES = _keep_response_types()
 
 
 def build_bot(token: str, api_url: str) -> Bot:
@@ -84,7 +117,7 @@ def build_dispatcher(
     *, settings: Settings, db: Database, delivery: Delivery, clock: Clock, in_flight: InFlight
 ) -> Dispatcher:
     dispatcher = Dispatcher(db=db, delivery=delivery, clock=clock, settings=settings)
-    dispatcher.update.outer_middleware(UpdateTransactionMiddleware(db, delivery, in_flight))
+    dispatcher.update.outer_middleware(UpdateTransactionMiddleware(db, delivery, in_flight, settings.default_language))
     dispatcher.update.outer_middleware(
         ContextMiddleware(
             clock,
@@ -92,6 +125,8 @@ def build_dispatcher(
             default_timezone=settings.timezone,
             superusers=settings.superuser_ids,
             roster_cache=RosterCache(),
+            chat_cache=chat_cache(),
+            role_cache=role_cache(),
         )
     )
     dispatcher.include_router(build_root_router())
@@ -129,8 +164,31 @@ def allowed_updates(dispatcher: Dispatcher) -> list[str]:
     return sorted(set(dispatcher.resolve_used_update_types()) | {"message", "callback_query", "my_chat_member"})
 
 
+HOUSEKEEPING_INTERVAL_SECONDS = 6 * 3600
+
+
+async def housekeeping(app: Application) -> None:
+    """Runs for the life of the process: prune what is no longer needed, then sleep."""
+    while True:
+        try:
+            async with app.db.transaction() as session:
+                pruned = await prune_processed_updates(session, app.clock.now())
+            log.info("housekeeping: forgot %s old update ids", pruned)
+        except Exception:
+            log.exception("housekeeping failed")
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
+
+
 async def run_polling(app: Application) -> None:
     await app.bot.delete_webhook(drop_pending_updates=False)
+    keeper = asyncio.create_task(housekeeping(app))
+    try:
+        await _poll(app)
+    finally:
+        keeper.cancel()
+
+
+async def _poll(app: Application) -> None:
     await app.dispatcher.start_polling(
         app.bot,
         allowed_updates=allowed_updates(app.dispatcher),
@@ -166,6 +224,7 @@ async def run_webhook(app: Application) -> None:
         await runner.cleanup()
         raise WebhookRefused(error.message) from None
     log.info("webhook listening on %s:%s%s", settings.webhook_host, settings.webhook_port, settings.webhook_path)
+    keeper = asyncio.create_task(housekeeping(app))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     import signal
@@ -175,4 +234,6 @@ async def run_webhook(app: Application) -> None:
     try:
         await stop.wait()
     finally:
+        keeper.cancel()
         await runner.cleanup()
+        await app.in_flight.wait_idle(timeout=SHUTDOWN_GRACE_SECONDS)

@@ -22,6 +22,18 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("help", (PRIVATE, GROUP)),
     CommandSpec("sync", (GROUP,)),
     CommandSpec("settings", (GROUP,), Role.COMMITTEE),
+    CommandSpec("units", (PRIVATE, GROUP), Role.COMMITTEE),
+    CommandSpec("unit", (PRIVATE, GROUP), Role.COMMITTEE),
+    CommandSpec("bind", (GROUP,), Role.COMMITTEE),
+    CommandSpec("unbind", (GROUP,), Role.COMMITTEE),
+    CommandSpec("grant", (GROUP,), Role.SECRETARY),
+    CommandSpec("revoke", (GROUP,), Role.SECRETARY),
+    CommandSpec("declare", (PRIVATE, GROUP)),
+    CommandSpec("whois", (GROUP,)),
+    CommandSpec("roster", (GROUP,), Role.COMMITTEE),
+    CommandSpec("review", (PRIVATE,)),
+    CommandSpec("mydata", (PRIVATE,)),
+    CommandSpec("forgetme", (PRIVATE,)),
 )
 
 

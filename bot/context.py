@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.caches import TableCache
 from bot.delivery import Replies
 from bot.i18n import Translator
-from bot.services.chats import GroupSettings
+from bot.services.chats import ChatInfo, GroupSettings
 from bot.services.clock import Clock
 from bot.services.people import Person
 from bot.services.roles import Role, role_in_chat
-from storage.models import Chat
 
 
 @dataclass
@@ -22,9 +22,10 @@ class RequestContext:
     clock: Clock
     t: Translator
     person: Person | None
-    chat: Chat | None  # the group's record; None in private chats
+    chat: ChatInfo | None  # a copy of the group's record; None in private chats
     group_settings: GroupSettings
     superusers: frozenset[int]
+    role_cache: TableCache | None = field(default=None, repr=False)
     _role: Role | None = field(default=None, repr=False)
 
     async def role(self) -> Role:
@@ -32,7 +33,12 @@ class RequestContext:
             if self.person is None:
                 return Role.MEMBER
             chat_pk = self.chat.id if self.chat is not None else None
-            self._role = await role_in_chat(self.session, chat_pk, self.person.id, self.superusers)
+            user_id = self.person.id
+
+            async def load() -> Role:
+                return await role_in_chat(self.session, chat_pk, user_id, self.superusers)
+
+            self._role = await (self.role_cache.get((chat_pk, user_id), load) if self.role_cache else load())
         return self._role
 
     async def is_committee(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ from aiogram.types import Chat as TgChat
 from aiogram.types import TelegramObject, Update
 from aiogram.types import User as TgUser
 
+from bot.caches import TableCache
 from bot.context import RequestContext
 from bot.delivery import Delivery, Replies
 from bot.i18n import Translator, language_for_user
@@ -21,8 +23,8 @@ from bot.services import chats as chat_service
 from bot.services import people as people_service
 from bot.services.clock import Clock
 from bot.services.people import Person
-from storage.db import Database
-from storage.updates import claim_update
+from storage.db import Database, WriteNeeded
+from storage.updates import claim_update, claim_updates
 
 log = logging.getLogger(__name__)
 
@@ -54,30 +56,135 @@ class InFlight:
         return True
 
 
-class UpdateTransactionMiddleware(BaseMiddleware):
-    """Opens the update's transaction, records its update_id in it, and sends replies after the commit."""
+class KeyedLock:
+    """One FIFO lock per key, dropped when nobody holds or waits for it.
 
-    def __init__(self, db: Database, delivery: Delivery, in_flight: InFlight) -> None:
+    Updates of one chat are handled one after another, in the order Telegram sent them (a join and
+    a leave of the same person must not swap), while different chats run side by side.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: int):
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class ClaimBatcher:
+    """Records the update_ids of updates that changed nothing but answered, many per transaction.
+
+    Such an update needs no transaction of its own, yet its answer must not go out twice when
+    Telegram delivers it again after a restart. Claims that arrive together share one INSERT.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._pending: dict[int, list[asyncio.Future[bool]]] = {}
+        self._flushing: asyncio.Task | None = None
+
+    async def claim(self, update_id: int) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(update_id, []).append(future)
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let the claims of this event-loop turn join the batch
+        batch, self._pending, self._flushing = self._pending, {}, None
+        try:
+            async with self.db.transaction() as session:
+                fresh = await claim_updates(session, list(batch))
+        except Exception as error:
+            for futures in batch.values():
+                for future in futures:
+                    future.set_exception(error)
+            return
+        for update_id, futures in batch.items():
+            for index, future in enumerate(futures):
+                future.set_result(update_id in fresh and index == 0)
+
+
+class UpdateTransactionMiddleware(BaseMiddleware):
+    """Opens the update's transaction, records its update_id in it, and sends replies after the commit.
+
+    A handler that fails rolls the whole update back (its update_id too, so a redelivery may try
+    again) and the user gets a short apology instead of silence.
+    """
+
+    def __init__(self, db: Database, delivery: Delivery, in_flight: InFlight, default_language: str) -> None:
+        self.chat_order = KeyedLock()
+        self.claims = ClaimBatcher(db)
         self.db = db
         self.delivery = delivery
         self.in_flight = in_flight
+        self.default_language = default_language
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
         self.in_flight.enter()
         try:
-            replies = Replies()
-            async with self.db.transaction() as session:
-                if not await claim_update(session, event.update_id):
-                    log.info("update %s was handled before; skipped", event.update_id)
-                    return UNHANDLED
-                data["session"] = session
-                data["replies"] = replies
-                result = await handler(event, data)
+            chat = data.get("event_chat")
+            user = data.get("event_from_user")
+            async with self.chat_order.hold(chat.id if chat else user.id if user else 0):
+                outcome = await self._handle(handler, event, data)
+            if outcome is None:
+                return UNHANDLED
+            result, replies = outcome
             await replies.flush(self.delivery)
             return result
         finally:
             self.in_flight.leave()
+
+    async def _handle(self, handler: Handler, event: Update, data: dict[str, Any]) -> tuple[Any, Replies] | None:
+        try:
+            # First as a read: most updates change nothing and need neither the write lock nor a
+            # record of their update_id. One that turns out to write is run again, as a write.
+            try:
+                result, replies = await self._attempt(handler, event, data, read_only=True)
+                if len(replies) and not await self.claims.claim(event.update_id):
+                    log.info("update %s was answered before; skipped", event.update_id)
+                    return None
+            except WriteNeeded:
+                result, replies = await self._attempt(handler, event, data, read_only=False)
+        except Exception:
+            log.exception("update %s failed and was rolled back", event.update_id)
+            await self._apologise(event, data.get("event_from_user"))
+            return None
+        return result, replies
+
+    async def _attempt(
+        self, handler: Handler, event: Update, data: dict[str, Any], *, read_only: bool
+    ) -> tuple[Any, Replies]:
+        replies = Replies()
+        attempt = dict(data)  # what one attempt adds to the handler data must not leak into the next
+        async with self.db.transaction(read_only=read_only) as session:
+            if not read_only and not await claim_update(session, event.update_id):
+                log.info("update %s was handled before; skipped", event.update_id)
+                return UNHANDLED, replies
+            attempt["session"] = session
+            attempt["replies"] = replies
+            return await handler(event, attempt), replies
+
+    async def _apologise(self, update: Update, user: TgUser | None) -> None:
+        t = Translator(language_for_user(user.language_code if user else None, self.default_language))
+        if update.callback_query is not None:
+            await self.delivery.send(update.callback_query.answer(t("errors.internal"), show_alert=True))
+        elif update.message is not None and update.message.text:
+            await self.delivery.send(update.message.reply(t("errors.internal")))
 
 
 class RosterCache:
@@ -114,12 +221,16 @@ class ContextMiddleware(BaseMiddleware):
         default_timezone: str,
         superusers: frozenset[int],
         roster_cache: RosterCache,
+        chat_cache: TableCache,
+        role_cache: TableCache,
     ) -> None:
         self.clock = clock
         self.default_language = default_language
         self.default_timezone = default_timezone
         self.superusers = superusers
         self.roster_cache = roster_cache
+        self.chat_cache = chat_cache
+        self.role_cache = role_cache
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
@@ -163,6 +274,7 @@ class ContextMiddleware(BaseMiddleware):
             chat=chat_record,
             group_settings=settings,
             superusers=self.superusers,
+            role_cache=self.role_cache,
         )
         return await handler(event, data)
 

@@ -9,7 +9,7 @@ from aiogram import Router
 
 
 def build_root_router() -> Router:
-    from handlers import fallback, help, membership, settings, start
+    from handlers import fallback, help, identity, membership, organisation, privacy, roster, settings, start
 
     root = Router(name="root")
     root.include_routers(
@@ -17,6 +17,10 @@ def build_root_router() -> Router:
         start.build_router(),
         help.build_router(),
         settings.build_router(),
+        organisation.build_router(),
+        identity.build_router(),
+        roster.build_router(),
+        privacy.build_router(),
         fallback.build_router(),
     )
     return root

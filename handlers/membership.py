@@ -18,6 +18,7 @@ from bot.services import roles as role_service
 from bot.services.clock import Clock
 from bot.services.people import Person
 from handlers.common import quote
+from handlers.identity import declare_keyboard
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,9 @@ async def bot_membership_changed(
     if old in GONE or result.is_new or result.was_inactive:
         text = t("welcome.group", title=quote(event.chat.title))
         text += "\n\n" + (t("welcome.thanks_admin") if is_admin else t("welcome.ask_admin"))
-        ctx.replies.add(SendMessage(chat_id=chat_id, text=text))
+        text += "\n\n" + t("identity.invite")
+        keyboard = await declare_keyboard(bot, t, result.chat.id)
+        ctx.replies.add(SendMessage(chat_id=chat_id, text=text, reply_markup=keyboard))
     elif is_admin and old != "administrator":
         ctx.replies.add(SendMessage(chat_id=chat_id, text=t("welcome.thanks_admin")))
 
@@ -91,15 +94,18 @@ async def group_migrated_here(message: Message, ctx: RequestContext) -> None:
         await chat_service.register_chat(ctx.session, message.chat.id, message.chat.type, message.chat.title)
 
 
-async def members_joined(message: Message, ctx: RequestContext) -> None:
+async def members_joined(message: Message, ctx: RequestContext, bot: Bot) -> None:
     if ctx.chat is None:
         return
     now = ctx.clock.now()
-    for user in message.new_chat_members:
-        if user.is_bot:
-            continue
+    newcomers = [user for user in message.new_chat_members if not user.is_bot]
+    for user in newcomers:
         await people_service.remember_person(ctx.session, _person(user), now)
         await people_service.observe_in_chat(ctx.session, ctx.chat.id, user.id, now)
+    if newcomers and ctx.chat.is_active:
+        names = "、".join(quote(_person(user).display_name) for user in newcomers)
+        keyboard = await declare_keyboard(bot, ctx.t, ctx.chat.id)
+        ctx.replies.add(message.answer(ctx.t("identity.welcome_new", names=names), reply_markup=keyboard))
 
 
 async def member_left(message: Message, ctx: RequestContext) -> None:

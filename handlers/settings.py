@@ -10,7 +10,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from bot.context import RequestContext
 from bot.i18n import Translator
 from bot.services import chats as chat_service
-from bot.services.chats import COMMON_TIMEZONES, QUIET_HOUR_PRESETS, GroupSettings
+from bot.services.chats import COMMON_TIMEZONES, QUIET_HOUR_PRESETS, ChatInfo, GroupSettings
 from bot.services.errors import DomainError
 from handlers.common import quote, refuse_callback, require_committee_callback, require_committee_message
 
@@ -70,9 +70,10 @@ def _menu(
     return t(title_key), InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-def _current(ctx: RequestContext, t: Translator | None = None) -> tuple[Translator, GroupSettings]:
+def _current(ctx: RequestContext, chat: ChatInfo) -> tuple[Translator, GroupSettings]:
+    """The group's settings after a change, with its language (which the change may have switched)."""
     settings = chat_service.settings_of(
-        ctx.chat, default_language=ctx.group_settings.language, default_timezone=ctx.group_settings.timezone
+        chat, default_language=ctx.group_settings.language, default_timezone=ctx.group_settings.timezone
     )
     return Translator(settings.language), settings
 
@@ -93,23 +94,23 @@ async def _apply_text_setting(message: Message, ctx: RequestContext, args: str) 
     value = value.strip()
     try:
         if name in ("tz", "timezone", "时区"):
-            await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, timezone=value)
+            chat = await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, timezone=value)
         elif name in ("quiet", "免打扰"):
             if value.lower() in ("off", "关", "关闭"):
                 quiet = (None, None)
             else:
                 start, _, end = value.replace("–", "-").partition("-")
                 quiet = (start.strip(), end.strip())
-            await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, quiet_hours=quiet)
+            chat = await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, quiet_hours=quiet)
         elif name in ("lang", "language", "语言"):
-            await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, language=value.lower())
+            chat = await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, language=value.lower())
         else:
             ctx.replies.add(message.reply(ctx.t("settings.usage")))
             return
     except DomainError as error:
         ctx.replies.add(message.reply(ctx.t(error.key, **{k: quote(str(v)) for k, v in error.params.items()})))
         return
-    t, settings = _current(ctx)
+    t, settings = _current(ctx, chat)
     text, keyboard = render_panel(t, settings)
     ctx.replies.add(message.answer(t("settings.saved") + "\n\n" + text, reply_markup=keyboard))
 
@@ -121,15 +122,15 @@ async def settings_button(callback: CallbackQuery, callback_data: SettingsButton
     if not await require_committee_callback(ctx, callback):
         return
     action, value = callback_data.action, callback_data.value
-    t = ctx.t
+    t, chat = ctx.t, ctx.chat
     try:
         if action == "lang":
-            await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, language=value)
+            chat = await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, language=value)
         elif action == "tz":
             zone = _pick(COMMON_TIMEZONES, value)
-            await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, timezone=zone)
+            chat = await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, timezone=zone)
         elif action == "quiet":
-            await chat_service.change_settings(
+            chat = await chat_service.change_settings(
                 ctx.session, ctx.chat, ctx.person.id, quiet_hours=_pick(QUIET_HOUR_PRESETS, value)
             )
         elif action == "tzmenu":
@@ -153,7 +154,7 @@ async def settings_button(callback: CallbackQuery, callback_data: SettingsButton
     except DomainError as error:
         refuse_callback(ctx, callback, error.key)
         return
-    t, settings = _current(ctx)
+    t, settings = _current(ctx, chat)
     text, keyboard = render_panel(t, settings)
     ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
     ctx.replies.add(callback.answer(t("settings.saved") if action != "back" else None))

@@ -4,7 +4,8 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Base, Chat
+from storage.models import Base, Chat, utcnow
+from storage.upsert import insert_for
 
 
 async def get_by_telegram_id(session: AsyncSession, telegram_id: int) -> Chat | None:
@@ -16,10 +17,23 @@ async def get_by_id(session: AsyncSession, chat_pk: int) -> Chat | None:
 
 
 async def add(session: AsyncSession, telegram_id: int, chat_type: str, title: str | None) -> Chat:
-    chat = Chat(telegram_id=telegram_id, type=chat_type, title=title, is_active=True)
-    session.add(chat)
-    await session.flush()
-    return chat
+    """Insert the chat, or find the one a concurrent update inserted a moment ago (PostgreSQL)."""
+    now = utcnow()
+    insert = insert_for(session)
+    await session.execute(
+        insert(Chat)
+        .values(
+            telegram_id=telegram_id,
+            type=chat_type,
+            title=title,
+            is_active=True,
+            bot_is_admin=False,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[Chat.telegram_id])
+    )
+    return await get_by_telegram_id(session, telegram_id)
 
 
 async def list_active_groups(session: AsyncSession) -> list[Chat]:

@@ -9,6 +9,11 @@ SQLite is the default store. Two of its habits shape this module:
   asyncio lock first; busy_timeout stays as the safety net against other processes.
 
 PostgreSQL needs neither trick: its transactions run concurrently.
+
+Most updates only read (a /help, a tap on a button that needs no change). A transaction opened with
+``read_only=True`` takes no lock and starts a plain (deferred) BEGIN, so such updates run side by
+side; if one tries to write after all, ``WriteNeeded`` is raised before the statement reaches the
+database, and the caller runs the work again as a write transaction.
 """
 
 from __future__ import annotations
@@ -16,13 +21,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from storage.changes import TrackedSession
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_READ_ONLY: ContextVar[bool] = ContextVar("read_only_transaction", default=False)
+_READ_PREFIXES = ("SELECT", "WITH", "BEGIN", "PRAGMA", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "SHOW", "SET")
+
+
+class WriteNeeded(Exception):
+    """A read-only transaction was about to write; nothing was written. Run it again to write."""
 
 
 def normalize_database_url(url: str) -> str:
@@ -62,7 +76,14 @@ def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection):  # pragma: no cover - exercised by every test
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if _READ_ONLY.get() else "BEGIN IMMEDIATE")
+
+
+def _install_write_guard(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _guard(connection, cursor, statement, parameters, context, executemany):
+        if _READ_ONLY.get() and not statement.lstrip().upper().startswith(_READ_PREFIXES):
+            raise WriteNeeded(statement.split(None, 1)[0])
 
 
 class Database:
@@ -79,18 +100,28 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             _install_sqlite_pragmas(self.engine)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        _install_write_guard(self.engine)
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, autoflush=True, sync_session_class=TrackedSession
+        )
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One session, one transaction: committed when the block ends, rolled back on error."""
-        if self._write_lock is None:
-            async with self.sessionmaker() as session, session.begin():
-                yield session
-            return
-        async with self._write_lock, self.sessionmaker() as session, session.begin():
-            yield session
+    async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
+        """One session, one transaction: committed when the block ends, rolled back on error.
+
+        ``read_only`` transactions run concurrently and raise WriteNeeded instead of writing.
+        """
+        token = _READ_ONLY.set(read_only)
+        try:
+            if read_only or self._write_lock is None:
+                async with self.sessionmaker() as session, session.begin():
+                    yield session
+            else:
+                async with self._write_lock, self.sessionmaker() as session, session.begin():
+                    yield session
+        finally:
+            _READ_ONLY.reset(token)
 
     async def ping(self) -> None:
         from sqlalchemy import text

@@ -80,3 +80,56 @@ async def replace_admin_roles(session: AsyncSession, chat_pk: int, roles: dict[i
             update(ChatMember).where(ChatMember.chat_id == chat_pk, ChatMember.user_id == user_id).values(is_admin=True)
         )
     await session.flush()
+
+
+# --- roles granted by people (as opposed to Telegram's admin list) ---------------------------------
+
+
+async def find_user_by_username(session: AsyncSession, username: str) -> User | None:
+    """The user who last showed this @username (Telegram usernames ignore case and can change hands)."""
+    from sqlalchemy import func
+
+    name = username.lstrip("@")
+    if not name:
+        return None
+    exact = select(User).where(User.username == name).order_by(User.updated_at.desc()).limit(1)
+    user = (await session.execute(exact)).scalar_one_or_none()
+    if user is None:
+        folded = select(User).where(func.lower(User.username) == name.lower()).order_by(User.updated_at.desc())
+        user = (await session.execute(folded.limit(1))).scalar_one_or_none()
+    return user
+
+
+async def chat_roles_by_source(session: AsyncSession, chat_pk: int, user_id: int) -> dict[str, str]:
+    """source (telegram_admin | granted) → role, for one person in one chat."""
+    result = await session.execute(
+        select(ChatRole.source, ChatRole.role).where(ChatRole.chat_id == chat_pk, ChatRole.user_id == user_id)
+    )
+    return {source: role for source, role in result.all()}
+
+
+async def chat_role_holders(session: AsyncSession, chat_pk: int) -> set[int]:
+    result = await session.execute(
+        select(ChatRole.user_id).where(ChatRole.chat_id == chat_pk, ChatRole.role.in_(("committee", "secretary")))
+    )
+    return set(result.scalars())
+
+
+async def set_granted_chat_role(
+    session: AsyncSession, chat_pk: int, user_id: int, role: str, granted_by: int | None, now: datetime
+) -> None:
+    insert = insert_for(session)
+    values = {"role": role, "granted_by": granted_by, "granted_at": now}
+    statement = insert(ChatRole).values(chat_id=chat_pk, user_id=user_id, source="granted", **values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[ChatRole.chat_id, ChatRole.user_id, ChatRole.source], set_=values
+        )
+    )
+
+
+async def delete_granted_chat_role(session: AsyncSession, chat_pk: int, user_id: int) -> bool:
+    result = await session.execute(
+        delete(ChatRole).where(ChatRole.chat_id == chat_pk, ChatRole.user_id == user_id, ChatRole.source == "granted")
+    )
+    return (result.rowcount or 0) > 0

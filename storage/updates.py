@@ -19,3 +19,17 @@ async def claim_update(session: AsyncSession, update_id: int) -> bool:
 async def forget_updates_before(session: AsyncSession, moment: datetime) -> int:
     result = await session.execute(delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < moment))
     return result.rowcount or 0
+
+
+async def claim_updates(session: AsyncSession, update_ids: list[int]) -> set[int]:
+    """Record many update ids at once; returns those that were not recorded before."""
+    if not update_ids:
+        return set()
+    insert = insert_for(session)
+    result = await session.execute(
+        insert(ProcessedUpdate)
+        .values([{"update_id": update_id} for update_id in update_ids])
+        .on_conflict_do_nothing()
+        .returning(ProcessedUpdate.update_id)
+    )
+    return set(result.scalars())

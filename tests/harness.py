@@ -64,13 +64,16 @@ class BotHarness:
             assert await self.app.in_flight.wait_idle(timeout=timeout), "updates still in progress"
 
     async def stop(self) -> None:
+        """Stop polling, let updates in hand finish, close. Safe to call twice."""
         if self._task is not None:
             with contextlib.suppress(RuntimeError):
                 await self.app.dispatcher.stop_polling()
             await asyncio.wait_for(self._task, 10)
             await self.app.in_flight.wait_idle(timeout=10)
+            self._task = None
         if self.app is not None:
             await self.app.close()
+            self.app = None
 
     async def __aenter__(self) -> BotHarness:
         return await self.start()

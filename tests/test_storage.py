@@ -203,3 +203,83 @@ def test_quiet_hours_wrap_past_midnight_in_the_group_timezone() -> None:
     daytime = chat_service.GroupSettings("zh", "Asia/Shanghai", "12:00", "13:30")
     assert chat_service.is_quiet_time(daytime, datetime(2026, 11, 22, 4, 0, tzinfo=UTC))
     assert not chat_service.is_quiet_time(daytime, datetime(2026, 11, 22, 5, 30, tzinfo=UTC))
+
+
+async def test_old_update_ids_are_pruned(db: Database) -> None:
+    from datetime import timedelta
+
+    from bot.services.maintenance import prune_processed_updates
+
+    async with db.transaction() as session:
+        session.add(ProcessedUpdate(update_id=1, processed_at=NOW - timedelta(days=3)))
+        session.add(ProcessedUpdate(update_id=2, processed_at=NOW - timedelta(hours=3)))
+    async with db.transaction() as session:
+        assert await prune_processed_updates(session, NOW) == 1
+        assert await claim_update(session, 2) is False
+
+
+async def test_migrations_match_the_models(db: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.models import Base
+
+    def diff(connection):
+        context = MigrationContext.configure(connection, opts={"compare_type": False})
+        changes = compare_metadata(context, Base.metadata)
+        if connection.dialect.name == "sqlite":
+            # SQLite keeps no name for a reference added with ALTER TABLE ADD COLUMN (migration 0002),
+            # so the same constraint shows as "unnamed removed, named added".
+            changes = [c for c in changes if not (c[0] in ("remove_fk", "add_fk") and c[1].table.name == "chats")]
+        return changes
+
+    async with db.engine.connect() as connection:
+        assert await connection.run_sync(diff) == []
+
+
+async def test_upgrading_an_existing_database_keeps_its_rows(sqlite_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from storage.migrate import alembic_config
+
+    database = Database(sqlite_url)
+
+    def upgrade_to(connection, revision: str) -> None:
+        config = alembic_config(database.url)
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    try:
+        async with database.engine.connect() as connection:
+            await connection.run_sync(upgrade_to, "0001")
+            await connection.commit()
+        async with database.transaction() as session:  # rows as the 0001 schema had them
+            stamp = {"now": NOW.replace(tzinfo=None)}
+            await session.execute(
+                text(
+                    "INSERT INTO chats (id, telegram_id, type, title, is_active, bot_is_admin, created_at, updated_at)"
+                    " VALUES (1, -900, 'supergroup', '老支部', 1, 0, :now, :now)"
+                ),
+                stamp,
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO users (id, first_name, started_bot, blocked_bot, created_at, updated_at)"
+                    " VALUES (1, '张三', 0, 0, :now, :now)"
+                ),
+                stamp,
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO chat_members (chat_id, user_id, status, is_admin, first_seen_at, last_seen_at)"
+                    " VALUES (1, 1, 'member', 0, :now, :now)"
+                ),
+                stamp,
+            )
+        await upgrade_to_head(database.engine)
+        async with database.transaction() as session:
+            assert (await session.execute(text("SELECT count(*) FROM chat_members"))).scalar_one() == 1
+            assert (await session.execute(text("SELECT unit_id FROM chats"))).scalar_one() is None
+    finally:
+        await database.dispose()

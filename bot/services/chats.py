@@ -46,13 +46,54 @@ class GroupSettings:
 
 
 @dataclass(frozen=True)
+class ChatInfo:
+    """A read-only copy of a group's record, safe to keep between transactions (and to cache)."""
+
+    id: int
+    telegram_id: int
+    type: str
+    title: str | None
+    is_active: bool
+    bot_is_admin: bool
+    language: str | None
+    timezone: str | None
+    quiet_start: str | None
+    quiet_end: str | None
+    unit_id: int | None
+
+    @classmethod
+    def of(cls, chat: Chat) -> ChatInfo:
+        return cls(
+            chat.id,
+            chat.telegram_id,
+            chat.type,
+            chat.title,
+            chat.is_active,
+            chat.bot_is_admin,
+            chat.language,
+            chat.timezone,
+            chat.quiet_start,
+            chat.quiet_end,
+            chat.unit_id,
+        )
+
+
+async def attached(session: AsyncSession, chat: Chat | ChatInfo) -> Chat:
+    """The session's own row for a chat given as a copy (a no-op for a row already in the session)."""
+    row = await session.get(Chat, chat.id)
+    if row is None:
+        raise DomainError("errors.chat_gone")
+    return row
+
+
+@dataclass(frozen=True)
 class RegisterResult:
     chat: Chat
     is_new: bool
     was_inactive: bool
 
 
-def settings_of(chat: Chat | None, *, default_language: str, default_timezone: str) -> GroupSettings:
+def settings_of(chat: Chat | ChatInfo | None, *, default_language: str, default_timezone: str) -> GroupSettings:
     if chat is None:
         return GroupSettings(default_language, default_timezone, *DEFAULT_QUIET_HOURS)
     quiet = (chat.quiet_start, chat.quiet_end) if chat.quiet_start is not None else DEFAULT_QUIET_HOURS
@@ -94,6 +135,15 @@ async def register_chat(
 
 async def get_chat(session: AsyncSession, telegram_id: int) -> Chat | None:
     return await chat_store.get_by_telegram_id(session, telegram_id)
+
+
+async def get_chat_info(session: AsyncSession, telegram_id: int) -> ChatInfo | None:
+    chat = await chat_store.get_by_telegram_id(session, telegram_id)
+    return ChatInfo.of(chat) if chat is not None else None
+
+
+async def get_chat_by_pk(session: AsyncSession, chat_pk: int) -> Chat | None:
+    return await chat_store.get_by_id(session, chat_pk)
 
 
 async def deactivate_chat(session: AsyncSession, telegram_id: int) -> bool:
@@ -138,13 +188,15 @@ def validate_quiet_hours(start: str | None, end: str | None) -> tuple[str | None
 
 async def change_settings(
     session: AsyncSession,
-    chat: Chat,
+    chat: Chat | ChatInfo,
     actor_id: int,
     *,
     language: str | None = None,
     timezone: str | None = None,
     quiet_hours: tuple[str | None, str | None] | None = None,
-) -> None:
+) -> ChatInfo:
+    """Apply the changes and return the chat as it is now."""
+    chat = await attached(session, chat)
     changes: list[str] = []
     if language is not None:
         if language not in LANGUAGES:
@@ -163,6 +215,7 @@ async def change_settings(
     if changes:
         session.add(AuditLog(chat_id=chat.id, actor_id=actor_id, action="settings", detail=", ".join(changes)))
         await session.flush()
+    return ChatInfo.of(chat)
 
 
 def is_quiet_time(settings: GroupSettings, moment: datetime) -> bool:

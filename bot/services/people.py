@@ -55,3 +55,13 @@ async def mark_blocked(session: AsyncSession, user_id: int) -> None:
 
 async def roster_size(session: AsyncSession, chat_pk: int) -> int:
     return await people_store.count_members(session, chat_pk)
+
+
+async def reachable_users(session: AsyncSession, user_ids: set[int] | list[int]) -> list:
+    """Of these users, the ones the bot may message privately (they started it and did not block it)."""
+    users = [await people_store.get_user(session, user_id) for user_id in sorted(set(user_ids))]
+    return [user for user in users if user is not None and user.started_bot and not user.blocked_bot]
+
+
+async def get_user(session: AsyncSession, user_id: int):
+    return await people_store.get_user(session, user_id)

@@ -9,6 +9,7 @@ from enum import IntEnum
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.people import Person, remember_person
+from storage import organisation as organisation_store
 from storage import people as people_store
 from storage.models import AuditLog
 
@@ -36,12 +37,26 @@ async def role_in_chat(session: AsyncSession, chat_pk: int | None, user_id: int,
         return Role.SUPERUSER
     if chat_pk is None:
         return Role.MEMBER
+    # The strongest of the chat's own roles (Telegram admins, granted) and the roles held on the unit the
+    # chat is bound to or on any unit above it.
     names = await people_store.roles_of(session, chat_pk, user_id)
+    if "secretary" not in names:
+        names += await organisation_store.unit_roles_in_chat(session, chat_pk, user_id)
+    return role_of_names(names)
+
+
+def role_of_names(names: list[str]) -> Role:
     if "secretary" in names:
         return Role.SECRETARY
     if "committee" in names:
         return Role.COMMITTEE
     return Role.MEMBER
+
+
+async def committee_user_ids(session: AsyncSession, chat_pk: int) -> set[int]:
+    """Everyone whose role in the chat is committee or higher (superusers are not listed)."""
+    holders = await people_store.chat_role_holders(session, chat_pk)
+    return holders | await organisation_store.unit_role_holders_for_chat(session, chat_pk)
 
 
 async def sync_admins(session: AsyncSession, chat_pk: int, admins: list[Admin], now: datetime) -> int:
