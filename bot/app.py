@@ -23,7 +23,7 @@ from bot.commands import GROUP, PRIVATE, commands_for
 from bot.config import Settings
 from bot.delivery import Delivery, RateLimiter
 from bot.i18n import SUPPORTED_LANGUAGES, Translator
-from bot.middlewares import ContextMiddleware, InFlight, RosterCache, UpdateTransactionMiddleware
+from bot.middlewares import ContextMiddleware, InFlight, RosterKeeper, UpdateTransactionMiddleware
 from bot.services import chats as chat_service
 from bot.services import people as people_service
 from bot.services.clock import Clock, SystemClock
@@ -89,6 +89,7 @@ class Application:
     in_flight: InFlight
 
     async def close(self) -> None:
+        await self.dispatcher["roster"].flush()
         await self.bot.session.close()
         await self.db.dispose()
 
@@ -116,7 +117,8 @@ def build_delivery(bot: Bot, db: Database, settings: Settings) -> Delivery:
 def build_dispatcher(
     *, settings: Settings, db: Database, delivery: Delivery, clock: Clock, in_flight: InFlight
 ) -> Dispatcher:
-    dispatcher = Dispatcher(db=db, delivery=delivery, clock=clock, settings=settings)
+    roster = RosterKeeper(db, clock)
+    dispatcher = Dispatcher(db=db, delivery=delivery, clock=clock, settings=settings, roster=roster)
     dispatcher.update.outer_middleware(UpdateTransactionMiddleware(db, delivery, in_flight, settings.default_language))
     dispatcher.update.outer_middleware(
         ContextMiddleware(
@@ -124,7 +126,7 @@ def build_dispatcher(
             default_language=settings.default_language,
             default_timezone=settings.timezone,
             superusers=settings.superuser_ids,
-            roster_cache=RosterCache(),
+            roster=roster,
             chat_cache=chat_cache(),
             role_cache=role_cache(),
         )

@@ -12,7 +12,7 @@ from bot.i18n import Translator
 from bot.services.chats import ChatInfo, GroupSettings
 from bot.services.clock import Clock
 from bot.services.people import Person
-from bot.services.roles import Role, role_in_chat
+from bot.services.roles import Role, role_in_chat, roles_in_chat
 
 
 @dataclass
@@ -32,13 +32,13 @@ class RequestContext:
         if self._role is None:
             if self.person is None:
                 return Role.MEMBER
-            chat_pk = self.chat.id if self.chat is not None else None
-            user_id = self.person.id
-
-            async def load() -> Role:
-                return await role_in_chat(self.session, chat_pk, user_id, self.superusers)
-
-            self._role = await (self.role_cache.get((chat_pk, user_id), load) if self.role_cache else load())
+            if self.person.id in self.superusers or self.chat is None or self.role_cache is None:
+                chat_pk = self.chat.id if self.chat is not None else None
+                self._role = await role_in_chat(self.session, chat_pk, self.person.id, self.superusers)
+            else:
+                chat_pk = self.chat.id
+                holders = await self.role_cache.get(chat_pk, lambda: roles_in_chat(self.session, chat_pk))
+                self._role = holders.get(self.person.id, Role.MEMBER)
         return self._role
 
     async def is_committee(self) -> bool:

@@ -240,6 +240,11 @@ class Replies:
     def __len__(self) -> int:
         return len(self._methods) + len(self._jobs)
 
+    @property
+    def answers(self) -> bool:
+        """Whether anything would be sent to Telegram."""
+        return bool(self._methods)
+
     async def flush(self, delivery: Delivery) -> None:
         for method in self._methods:
             await delivery.send(method)

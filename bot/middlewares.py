@@ -7,6 +7,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiogram import BaseMiddleware
@@ -21,9 +23,10 @@ from bot.delivery import Delivery, Replies
 from bot.i18n import Translator, language_for_user
 from bot.services import chats as chat_service
 from bot.services import people as people_service
+from bot.services.chats import ChatInfo
 from bot.services.clock import Clock
 from bot.services.people import Person
-from storage.db import Database, WriteNeeded
+from storage.db import Database, WriteNeeded, in_read_only_transaction
 from storage.updates import claim_update, claim_updates
 
 log = logging.getLogger(__name__)
@@ -155,7 +158,7 @@ class UpdateTransactionMiddleware(BaseMiddleware):
             # record of their update_id. One that turns out to write is run again, as a write.
             try:
                 result, replies = await self._attempt(handler, event, data, read_only=True)
-                if len(replies) and not await self.claims.claim(event.update_id):
+                if replies.answers and not await self.claims.claim(event.update_id):
                     log.info("update %s was answered before; skipped", event.update_id)
                     return None
             except WriteNeeded:
@@ -205,9 +208,96 @@ class RosterCache:
             self._seen.clear()
         self._seen[key] = (fingerprint, time.monotonic())
 
-    def forget_chat(self, chat_pk: int) -> None:
-        for key in [key for key in self._seen if key[0] == chat_pk]:
-            del self._seen[key]
+
+@dataclass
+class Sightings:
+    """Roster facts one update brings that are not known (recently) yet."""
+
+    at: datetime
+    person: Person | None = None
+    membership: tuple[int, int] | None = None  # (chat pk, user id)
+    started: int | None = None  # a user who wrote to the bot in private
+
+    def __bool__(self) -> bool:
+        return bool(self.person or self.membership or self.started)
+
+    def remember_in(self, cache: RosterCache) -> None:
+        if self.person:
+            cache.remember((0, self.person.id), self.person)
+        if self.membership:
+            cache.remember(self.membership, True)
+        if self.started:
+            cache.remember((-1, self.started), True)
+
+
+class RosterKeeper:
+    """Records who the bot sees. An update that writes anyway records its sighting in its own
+    transaction; the others (most of them) hand it here, and it is written with others in one
+    transaction a moment later, so that a member's message does not need a write of its own.
+    A crash can lose the sightings of that moment; the next message brings them again."""
+
+    FLUSH_DELAY_SECONDS = 0.05
+
+    def __init__(self, db: Database, clock: Clock, cache: RosterCache | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.cache = cache or RosterCache()
+        self._pending: list[Sightings] = []
+        self._flushing: asyncio.Task | None = None
+
+    def unknown(self, person: Person, chat_pk: int | None, started: bool) -> Sightings:
+        cache = self.cache
+        return Sightings(
+            at=self.clock.now(),
+            person=None if cache.is_fresh((0, person.id), person) else person,
+            membership=None if chat_pk is None or cache.is_fresh((chat_pk, person.id), True) else (chat_pk, person.id),
+            started=person.id if started and not cache.is_fresh((-1, person.id), True) else None,
+        )
+
+    async def record_now(self, session, sightings: Sightings, replies: Replies) -> None:
+        await people_service.record_sightings(
+            session,
+            [sightings.person] if sightings.person else [],
+            [(*sightings.membership, sightings.at)] if sightings.membership else [],
+            [sightings.started] if sightings.started else [],
+            sightings.at,
+        )
+
+        async def remember() -> None:
+            sightings.remember_in(self.cache)
+
+        replies.after_commit(remember)
+
+    def record_later(self, sightings: Sightings) -> None:
+        self._pending.append(sightings)
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(self.FLUSH_DELAY_SECONDS)
+        await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._pending, self._flushing = self._pending, [], None
+        if not batch:
+            return
+        people = {s.person.id: s.person for s in batch if s.person}
+        latest: dict[tuple[int, int], datetime] = {}
+        for s in batch:
+            if s.membership:
+                latest[s.membership] = max(s.at, latest.get(s.membership, s.at))
+        memberships = [(*pair, at) for pair, at in sorted(latest.items())]
+        started = sorted({s.started for s in batch if s.started})
+        try:
+            async with self.db.transaction() as session:
+                await people_service.record_sightings(
+                    session, list(people.values()), memberships, started, self.clock.now()
+                )
+        except Exception:
+            log.exception("could not record %s roster sightings; they come again with the next messages", len(batch))
+            return
+        for sightings in batch:
+            sightings.remember_in(self.cache)
 
 
 class ContextMiddleware(BaseMiddleware):
@@ -220,7 +310,7 @@ class ContextMiddleware(BaseMiddleware):
         default_language: str,
         default_timezone: str,
         superusers: frozenset[int],
-        roster_cache: RosterCache,
+        roster: RosterKeeper,
         chat_cache: TableCache,
         role_cache: TableCache,
     ) -> None:
@@ -228,7 +318,7 @@ class ContextMiddleware(BaseMiddleware):
         self.default_language = default_language
         self.default_timezone = default_timezone
         self.superusers = superusers
-        self.roster_cache = roster_cache
+        self.roster = roster
         self.chat_cache = chat_cache
         self.role_cache = role_cache
 
@@ -238,14 +328,17 @@ class ContextMiddleware(BaseMiddleware):
         replies: Replies = data["replies"]
         tg_user: TgUser | None = data.get("event_from_user")
         tg_chat: TgChat | None = data.get("event_chat")
-        now = self.clock.now()
 
         chat_record = None
         if tg_chat is not None and tg_chat.type in chat_service.GROUP_TYPES:
-            chat_record = await chat_service.get_chat(session, tg_chat.id)
+            telegram_id = tg_chat.id
+            chat_record = await self.chat_cache.get(
+                telegram_id, lambda: chat_service.get_chat_info(session, telegram_id)
+            )
             if chat_record is None and not _is_migration(event):
                 # A group the bot is in but has no record of (e.g. added before the database existed).
-                chat_record = (await chat_service.register_chat(session, tg_chat.id, tg_chat.type, tg_chat.title)).chat
+                registered = await chat_service.register_chat(session, tg_chat.id, tg_chat.type, tg_chat.title)
+                chat_record = ChatInfo.of(registered.chat)
 
         person = None
         if tg_user is not None and not tg_user.is_bot:
@@ -256,7 +349,7 @@ class ContextMiddleware(BaseMiddleware):
                 username=tg_user.username,
                 language_code=tg_user.language_code,
             )
-            await self._keep_roster(session, replies, person, tg_chat, chat_record, event, now)
+            await self._keep_roster(session, replies, person, tg_chat, chat_record, event)
 
         settings = chat_service.settings_of(
             chat_record, default_language=self.default_language, default_timezone=self.default_timezone
@@ -278,29 +371,21 @@ class ContextMiddleware(BaseMiddleware):
         )
         return await handler(event, data)
 
-    async def _keep_roster(self, session, replies, person, tg_chat, chat_record, event: Update, now) -> None:
-        cache = self.roster_cache
-        profile_key = (0, person.id)
-        if not cache.is_fresh(profile_key, person):
-            await people_service.remember_person(session, person, now)
-            replies.after_commit(_remember(cache, profile_key, person))
-        if chat_record is not None and chat_record.is_active:
-            member_key = (chat_record.id, person.id)
-            if not cache.is_fresh(member_key, True):
-                await people_service.observe_in_chat(session, chat_record.id, person.id, now)
-                replies.after_commit(_remember(cache, member_key, True))
-        if tg_chat is not None and tg_chat.type == "private" and event.message is not None:
-            started_key = (-1, person.id)
-            if not cache.is_fresh(started_key, True):
-                await people_service.mark_started(session, person.id)
-                replies.after_commit(_remember(cache, started_key, True))
+    async def _keep_roster(self, session, replies, person, tg_chat, chat_record, event: Update) -> None:
+        in_group = chat_record is not None and chat_record.is_active
+        started = tg_chat is not None and tg_chat.type == "private" and event.message is not None
+        sightings = self.roster.unknown(person, chat_record.id if in_group else None, started)
+        if not sightings:
+            return
+        if in_read_only_transaction():
+            # Queued only once the update has gone through: an attempt that is re-run as a write
+            # must leave nothing behind.
+            async def later() -> None:
+                self.roster.record_later(sightings)
 
-
-def _remember(cache: RosterCache, key: tuple[int, int], fingerprint: Any) -> Callable[[], Awaitable[None]]:
-    async def job() -> None:
-        cache.remember(key, fingerprint)
-
-    return job
+            replies.after_commit(later)
+        else:
+            await self.roster.record_now(session, sightings, replies)
 
 
 def _is_migration(update: Update) -> bool:

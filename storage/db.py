@@ -35,6 +35,10 @@ _READ_ONLY: ContextVar[bool] = ContextVar("read_only_transaction", default=False
 _READ_PREFIXES = ("SELECT", "WITH", "BEGIN", "PRAGMA", "SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "SHOW", "SET")
 
 
+def in_read_only_transaction() -> bool:
+    return _READ_ONLY.get()
+
+
 class WriteNeeded(Exception):
     """A read-only transaction was about to write; nothing was written. Run it again to write."""
 

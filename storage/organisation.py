@@ -209,3 +209,11 @@ async def units_with_role(session: AsyncSession, user_id: int, roles: Iterable[s
         select(UnitRole.unit_id).where(UnitRole.user_id == user_id, UnitRole.role.in_(list(roles)))
     )
     return list(result.scalars())
+
+
+async def unit_roles_for_chat(session: AsyncSession, chat_pk: int) -> list[tuple[int, str]]:
+    """(user id, role) for every role held on the chat's bound unit or a unit above it."""
+    bound_unit = select(Chat.unit_id).where(Chat.id == chat_pk).scalar_subquery()
+    walk = _ancestors_cte(bound_unit)
+    result = await session.execute(select(UnitRole.user_id, UnitRole.role).join(walk, UnitRole.unit_id == walk.c.id))
+    return [(user_id, role) for user_id, role in result.all()]

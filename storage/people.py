@@ -133,3 +133,64 @@ async def delete_granted_chat_role(session: AsyncSession, chat_pk: int, user_id:
         delete(ChatRole).where(ChatRole.chat_id == chat_pk, ChatRole.user_id == user_id, ChatRole.source == "granted")
     )
     return (result.rowcount or 0) > 0
+
+
+async def upsert_users(session: AsyncSession, rows: list[dict], now: datetime) -> None:
+    """Many users at once; ``rows`` hold id, first_name, last_name, username, language_code.
+
+    One statement with many parameter sets (not one VALUES list per batch size), so that it is
+    compiled once."""
+    if not rows:
+        return
+    insert = insert_for(session)
+    statement = insert(User.__table__)
+    excluded = statement.excluded
+    statement = statement.on_conflict_do_update(
+        index_elements=[User.id],
+        set_={
+            "first_name": excluded.first_name,
+            "last_name": excluded.last_name,
+            "username": excluded.username,
+            "language_code": excluded.language_code,
+            "updated_at": excluded.updated_at,
+        },
+    )
+    defaults = {"started_bot": False, "blocked_bot": False, "created_at": now, "updated_at": now}
+    await session.execute(statement, [{**defaults, **row} for row in rows])
+
+
+async def observe_members(session: AsyncSession, sightings: list[tuple[int, int, datetime]]) -> None:
+    """Many (chat pk, user id, when) sightings at once. A sighting older than what the row already
+    says (e.g. the member left after this message was sent) changes nothing."""
+    if not sightings:
+        return
+    insert = insert_for(session)
+    statement = insert(ChatMember.__table__)
+    statement = statement.on_conflict_do_update(
+        index_elements=[ChatMember.chat_id, ChatMember.user_id],
+        set_={"status": "member", "last_seen_at": statement.excluded.last_seen_at},
+        where=ChatMember.__table__.c.last_seen_at <= statement.excluded.last_seen_at,
+    )
+    rows = [
+        {
+            "chat_id": chat_pk,
+            "user_id": user_id,
+            "status": "member",
+            "is_admin": False,
+            "first_seen_at": at,
+            "last_seen_at": at,
+        }
+        for chat_pk, user_id, at in sightings
+    ]
+    await session.execute(statement, rows)
+
+
+async def mark_many_started(session: AsyncSession, user_ids: list[int]) -> None:
+    if user_ids:
+        await session.execute(update(User).where(User.id.in_(user_ids)).values(started_bot=True, blocked_bot=False))
+
+
+async def chat_roles_in(session: AsyncSession, chat_pk: int) -> list[tuple[int, str]]:
+    """(user id, role) for every role held in the chat itself."""
+    result = await session.execute(select(ChatRole.user_id, ChatRole.role).where(ChatRole.chat_id == chat_pk))
+    return [(user_id, role) for user_id, role in result.all()]

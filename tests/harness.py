@@ -62,6 +62,7 @@ class BotHarness:
         for _ in range(3):  # handler tasks start right after the batch is taken; let them register
             await asyncio.sleep(0.01)
             assert await self.app.in_flight.wait_idle(timeout=timeout), "updates still in progress"
+        await self.app.dispatcher["roster"].flush()  # sightings are written in batches, a moment later
 
     async def stop(self) -> None:
         """Stop polling, let updates in hand finish, close. Safe to call twice."""

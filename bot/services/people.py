@@ -65,3 +65,26 @@ async def reachable_users(session: AsyncSession, user_ids: set[int] | list[int])
 
 async def get_user(session: AsyncSession, user_id: int):
     return await people_store.get_user(session, user_id)
+
+
+async def record_sightings(
+    session: AsyncSession,
+    people: list[Person],
+    memberships: list[tuple[int, int, datetime]],
+    started: list[int],
+    now: datetime,
+) -> None:
+    """What the bot saw in many updates at once: who they are, which groups they are in, who started it."""
+    rows = [
+        {
+            "id": person.id,
+            "first_name": person.first_name[:255],
+            "last_name": (person.last_name or None) and person.last_name[:255],
+            "username": person.username,
+            "language_code": person.language_code,
+        }
+        for person in people
+    ]
+    await people_store.upsert_users(session, rows, now)
+    await people_store.observe_members(session, memberships)
+    await people_store.mark_many_started(session, started)

@@ -45,6 +45,19 @@ async def role_in_chat(session: AsyncSession, chat_pk: int | None, user_id: int,
     return role_of_names(names)
 
 
+async def roles_in_chat(session: AsyncSession, chat_pk: int) -> dict[int, Role]:
+    """Everyone who holds more than the member role in the chat (from the chat or its units), with it.
+
+    One read answers "what may this person do here" for every member of a group, which is what the
+    per-group role cache keeps."""
+    names: dict[int, list[str]] = {}
+    for user_id, role in await people_store.chat_roles_in(session, chat_pk):
+        names.setdefault(user_id, []).append(role)
+    for user_id, role in await organisation_store.unit_roles_for_chat(session, chat_pk):
+        names.setdefault(user_id, []).append(role)
+    return {user_id: role_of_names(held) for user_id, held in names.items()}
+
+
 def role_of_names(names: list[str]) -> Role:
     if "secretary" in names:
         return Role.SECRETARY
