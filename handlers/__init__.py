@@ -5,15 +5,25 @@ Routers are built fresh on every call so that tests can build as many dispatcher
 
 from __future__ import annotations
 
-from aiogram import Router
+from aiogram import F, Router
+from aiogram.types import Message
+
+
+def addressed_to_us(message: Message) -> bool:
+    """Whether a message can concern any feature: anything in private, and commands in groups.
+
+    Most group traffic is members talking to each other; letting it skip every command filter
+    of every router keeps that traffic cheap (the roster still sees it, in the middlewares)."""
+    return message.chat.type == "private" or (message.text or "").startswith("/")
 
 
 def build_root_router() -> Router:
     from handlers import fallback, help, identity, membership, organisation, privacy, roster, settings, start
 
     root = Router(name="root")
-    root.include_routers(
-        membership.build_router(),
+    features = Router(name="features")
+    features.message.filter(F.func(addressed_to_us))
+    features.include_routers(
         start.build_router(),
         help.build_router(),
         settings.build_router(),
@@ -23,4 +33,6 @@ def build_root_router() -> Router:
         privacy.build_router(),
         fallback.build_router(),
     )
+    # Membership first: its service messages (joins, leaves, migrations) are not commands.
+    root.include_routers(membership.build_router(), features)
     return root
