@@ -1,6 +1,6 @@
 """End-to-end throughput through the Bot API emulator: a bare aiogram echo bot versus our bot.
 
-Run from the repository root: ``uv run python -m bench.throughput [--updates 5000] [--rounds 3]``.
+Run from the repository root: ``uv run python -m bench.throughput [--updates 3000] [--rounds 3]``.
 Every run starts a fresh emulator process (no limit enforcement) and a fresh bot process, builds the
 same world (50 supergroups, 2,000 users), warms the bot up, then injects the measured batch in one
 control-API request and times it until every update is confirmed and every expected reply recorded.
@@ -320,7 +320,7 @@ def print_table(runs: list[Run]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
-    ap.add_argument("--updates", type=int, default=5000, help="measured updates per run (default 5000)")
+    ap.add_argument("--updates", type=int, default=3000, help="measured updates per run (default 3000)")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each bot, alternating (default 3)")
     ap.add_argument("--warmup", type=int, default=300, help="warm-up updates after the bot_added ones")
     ap.add_argument("--seed", type=int, default=20240601)

@@ -11,6 +11,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from bot.context import RequestContext
 from bot.i18n import Translator
 from bot.services import chats as chat_service
+from bot.services import identity as identity_service
 from bot.services import roster as roster_service
 from bot.services.identity import MEMBER_TYPES
 from bot.services.roster import SECTIONS, Roster
@@ -23,14 +24,19 @@ MENTIONS_PER_MESSAGE = 30
 
 class RosterFilter(CallbackData, prefix="ros"):
     member_type: str  # "" for everyone, else one of MEMBER_TYPES
+    unit_id: int = 0  # 0 for every unit, else one of the group's unit and those below it
 
 
 class RosterNudge(CallbackData, prefix="rosn"):
     pass
 
 
-def render_roster(t: Translator, roster: Roster, member_type: str) -> tuple[str, InlineKeyboardMarkup]:
+def render_roster(
+    t: Translator, roster: Roster, member_type: str, units: list | None = None, unit_id: int = 0
+) -> tuple[str, InlineKeyboardMarkup]:
+    units = units or []
     label = f" · {t(f'identity.type.{member_type}')}" if member_type else ""
+    label += "".join(f" · {quote(unit.name)}" for unit in units if unit.id == unit_id)
     lines = [t("roster.title", filter=label), t("roster.counts", **roster.counts())]
     for section in SECTIONS:
         entries = roster.section(section)
@@ -43,11 +49,23 @@ def render_roster(t: Translator, roster: Roster, member_type: str) -> tuple[str,
     filters = [("", t("roster.all"))] + [(kind, t(f"identity.type.{kind}")) for kind in MEMBER_TYPES]
     buttons = [
         InlineKeyboardButton(
-            text=("· " if kind == member_type else "") + text, callback_data=RosterFilter(member_type=kind).pack()
+            text=("· " if kind == member_type else "") + text,
+            callback_data=RosterFilter(member_type=kind, unit_id=unit_id).pack(),
         )
         for kind, text in filters
     ]
     rows = [buttons[:3], buttons[3:]]
+    if len(units) > 1:  # the group's unit has 党小组 (or other units) below it: filter by them too
+        unit_buttons = [
+            InlineKeyboardButton(
+                text=("· " if unit.id == unit_id else "") + unit.name[:30],
+                callback_data=RosterFilter(
+                    member_type=member_type, unit_id=0 if unit.id == unit_id else unit.id
+                ).pack(),
+            )
+            for unit in units[:8]
+        ]
+        rows += [unit_buttons[i : i + 2] for i in range(0, len(unit_buttons), 2)]
     if roster.counts()["undeclared"]:
         rows.append([InlineKeyboardButton(text=t("roster.nudge"), callback_data=RosterNudge().pack())])
     return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=rows)
@@ -57,7 +75,8 @@ async def roster_command(message: Message, ctx: RequestContext) -> None:
     if ctx.chat is None or not await require_committee_message(ctx, message):
         return
     roster = await roster_service.roster_of(ctx.session, ctx.chat.id)
-    text, keyboard = render_roster(ctx.t, roster, "")
+    units = await identity_service.unit_options(ctx.session, ctx.chat.id)
+    text, keyboard = render_roster(ctx.t, roster, "", units)
     ctx.replies.add(message.answer(text, reply_markup=keyboard))
 
 
@@ -67,12 +86,15 @@ async def roster_filter(callback: CallbackQuery, callback_data: RosterFilter, ct
         return
     if not await require_committee_callback(ctx, callback):
         return
-    member_type = callback_data.member_type
-    if member_type and member_type not in MEMBER_TYPES:
+    member_type, unit_id = callback_data.member_type, callback_data.unit_id
+    units = await identity_service.unit_options(ctx.session, ctx.chat.id)
+    if (member_type and member_type not in MEMBER_TYPES) or (unit_id and unit_id not in {u.id for u in units}):
         refuse_callback(ctx, callback, "errors.button_expired")
         return
-    roster = await roster_service.roster_of(ctx.session, ctx.chat.id, member_type=member_type or None)
-    text, keyboard = render_roster(ctx.t, roster, member_type)
+    roster = await roster_service.roster_of(
+        ctx.session, ctx.chat.id, member_type=member_type or None, unit_id=unit_id or None
+    )
+    text, keyboard = render_roster(ctx.t, roster, member_type, units, unit_id)
     ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
     ctx.replies.add(callback.answer())
 

@@ -313,6 +313,39 @@ async def test_roster_and_reminding_the_undeclared(emulator, bot) -> None:
     await press(emulator, bot, GROUP, DEPUTY, "正式党员", roster)
     filtered = emulator.message(GROUP, roster["message_id"])["text"]
     assert "郑小红" in filtered and "Olivia" not in filtered
+    emulator.press_button(GROUP, DEPUTY, roster["message_id"], "ros:full:999", forged=True)  # not a unit of ours
+    await bot.settle()
+    assert "失效" in emulator.calls_of("answerCallbackQuery")[-1].params["text"]
+
+
+async def test_roster_filters_by_the_units_below_the_group(emulator, bot) -> None:
+    async with bot.app.db.transaction() as session:
+        branch = Unit(name="第一支部", kind="branch")
+        session.add(branch)
+        await session.flush()
+        session.add_all(
+            [
+                Unit(name="一车间党小组", kind="group", parent_id=branch.id),
+                Unit(name="二车间党小组", kind="group", parent_id=branch.id),
+            ]
+        )
+        chat = await chat_service.get_chat(session, GROUP)
+        chat.unit_id = branch.id
+    await say(emulator, bot, MEMBER, f"/start declare_{await group_pk(bot)}")
+    await say(emulator, bot, MEMBER, "郑小红")
+    await press(emulator, bot, MEMBER, MEMBER, "二车间党小组")
+    await press(emulator, bot, MEMBER, MEMBER, "正式党员")
+    for answer in ("总装车间班组长", "带头攻坚"):
+        await say(emulator, bot, MEMBER, answer)
+    for choice in ("跳过", "跳过", "跳过", "否", "提交"):
+        await press(emulator, bot, MEMBER, MEMBER, choice)
+    emulator.send_message(GROUP, DEPUTY, "/roster")
+    await bot.settle()
+    roster = last(emulator, GROUP)
+    await press(emulator, bot, GROUP, DEPUTY, "一车间党小组", roster)
+    assert "郑小红" not in emulator.message(GROUP, roster["message_id"])["text"]
+    await press(emulator, bot, GROUP, DEPUTY, "二车间党小组", emulator.message(GROUP, roster["message_id"]))
+    assert "郑小红" in emulator.message(GROUP, roster["message_id"])["text"]
 
 
 async def test_mydata_and_forgetme(emulator, bot) -> None:
