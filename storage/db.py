@@ -90,6 +90,31 @@ def _install_write_guard(engine: AsyncEngine) -> None:
             raise WriteNeeded(statement.split(None, 1)[0])
 
 
+class _SessionOnDemand:
+    """Stands in for an AsyncSession and makes the real one on first use, so that an update that
+    needs nothing from the database (a cached group, a cached role) costs no session at all."""
+
+    def __init__(self, sessionmaker: async_sessionmaker) -> None:
+        self._sessionmaker = sessionmaker
+        self.made: AsyncSession | None = None
+
+    def __getattr__(self, name: str):
+        if self.made is None:
+            self.made = self._sessionmaker()
+        return getattr(self.made, name)
+
+    async def finish(self, failed: bool) -> None:
+        if self.made is None:
+            return
+        try:
+            if failed:
+                await self.made.rollback()
+            else:
+                await self.made.commit()
+        finally:
+            await self.made.close()
+
+
 class Database:
     """Owns the engine; hands out sessions that are one transaction each."""
 
@@ -118,7 +143,15 @@ class Database:
         """
         token = _READ_ONLY.set(read_only)
         try:
-            if read_only or self._write_lock is None:
+            if read_only:
+                session = _SessionOnDemand(self.sessionmaker)
+                try:
+                    yield session  # type: ignore[misc]
+                except BaseException:
+                    await session.finish(failed=True)
+                    raise
+                await session.finish(failed=False)
+            elif self._write_lock is None:
                 async with self.sessionmaker() as session, session.begin():
                     yield session
             else:
