@@ -77,6 +77,21 @@ async def identity_of(bot: BotHarness, user_id: int) -> Identity | None:
         return await session.get(Identity, user_id)
 
 
+async def bind_group_to_a_branch_with_two_party_groups(bot: BotHarness) -> None:
+    async with bot.app.db.transaction() as session:
+        branch = Unit(name="第一支部", kind="branch")
+        session.add(branch)
+        await session.flush()
+        session.add_all(
+            [
+                Unit(name="一车间党小组", kind="group", parent_id=branch.id),
+                Unit(name="二车间党小组", kind="group", parent_id=branch.id),
+            ]
+        )
+        chat = await chat_service.get_chat(session, GROUP)
+        chat.unit_id = branch.id
+
+
 async def declare(emulator, bot, user_id: int, name: str = "郑小红", contact: str | None = "13800000000") -> None:
     await say(emulator, bot, user_id, f"/start declare_{await group_pk(bot)}")
     assert "真实姓名" in last(emulator, user_id)["text"]
@@ -216,18 +231,7 @@ async def test_bad_answers_are_explained_and_the_form_stays(emulator, bot, text,
 
 
 async def test_units_below_the_group_are_offered_as_buttons(emulator, bot) -> None:
-    async with bot.app.db.transaction() as session:
-        branch = Unit(name="第一支部", kind="branch")
-        session.add(branch)
-        await session.flush()
-        session.add_all(
-            [
-                Unit(name="一车间党小组", kind="group", parent_id=branch.id),
-                Unit(name="二车间党小组", kind="group", parent_id=branch.id),
-            ]
-        )
-        chat = await chat_service.get_chat(session, GROUP)
-        chat.unit_id = branch.id
+    await bind_group_to_a_branch_with_two_party_groups(bot)
     await say(emulator, bot, MEMBER, f"/start declare_{await group_pk(bot)}")
     await say(emulator, bot, MEMBER, "郑小红")
     unit_prompt = last(emulator, MEMBER)
@@ -319,18 +323,7 @@ async def test_roster_and_reminding_the_undeclared(emulator, bot) -> None:
 
 
 async def test_roster_filters_by_the_units_below_the_group(emulator, bot) -> None:
-    async with bot.app.db.transaction() as session:
-        branch = Unit(name="第一支部", kind="branch")
-        session.add(branch)
-        await session.flush()
-        session.add_all(
-            [
-                Unit(name="一车间党小组", kind="group", parent_id=branch.id),
-                Unit(name="二车间党小组", kind="group", parent_id=branch.id),
-            ]
-        )
-        chat = await chat_service.get_chat(session, GROUP)
-        chat.unit_id = branch.id
+    await bind_group_to_a_branch_with_two_party_groups(bot)
     await say(emulator, bot, MEMBER, f"/start declare_{await group_pk(bot)}")
     await say(emulator, bot, MEMBER, "郑小红")
     await press(emulator, bot, MEMBER, MEMBER, "二车间党小组")
