@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         f"median ratio ours/baseline {ratio:.2f} (per round: {', '.join(f'{x:.2f}' for x in ratios)})"
     )
     print(f"load average now {os.getloadavg()[0]:.2f} (other processes on the machine skew the figures)")
-    print(f"target (from the issue): ratio ≥ {TARGET_RATIO} → {'MET' if ratio >= TARGET_RATIO else 'NOT MET'}")
+    print(f"target: ratio ≥ {TARGET_RATIO} → {'MET' if ratio >= TARGET_RATIO else 'NOT MET'}")
 
     if args.profile:
         print(f"cProfile stats of our bot in {args.profile}; profiled figures not written to {RESULTS}")
