@@ -61,10 +61,7 @@ async def test_added_to_group_welcomes_and_asks_for_admin(emulator, bot) -> None
     chat = await chat_row(bot, GROUP)
     assert chat.is_active and not chat.bot_is_admin
 
-    state = emulator._ensure_chat(GROUP)
-    promoted = emulator._member_dict(state, emulator.bot_id, "administrator")
-    was = emulator._member_dict(state, emulator.bot_id, "member")
-    emulator._member_update("my_chat_member", state, emulator.user(SECRETARY), was, promoted)
+    emulator.bot_promoted(GROUP, SECRETARY)
     await bot.settle()
     assert "已获得管理员权限" in texts(emulator, GROUP)[-1]
     assert (await chat_row(bot, GROUP)).bot_is_admin

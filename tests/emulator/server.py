@@ -373,6 +373,7 @@ class BotAPIEmulator:
             "press_button",
             "bot_added",
             "bot_removed",
+            "bot_promoted",
             "member_joined",
             "member_left",
             "migrate_chat",
@@ -885,6 +886,15 @@ class BotAPIEmulator:
         )
         u2 = self.inject_update({"message": msg})
         return [u1, u2]
+
+    def bot_promoted(self, chat_id: int, by_user_id: int, is_admin: bool = True) -> dict[str, Any]:
+        """The bot, already in the group, is made an admin (or demoted): my_chat_member update."""
+        state = self._ensure_chat(chat_id)
+        by_user = self._ensure_user(by_user_id)
+        old = self._member_dict(state, self.bot_id)
+        state.bot_status = "administrator" if is_admin else "member"
+        new = self._member_dict(state, self.bot_id, state.bot_status)
+        return self._member_update("my_chat_member", state, by_user, old, new)
 
     def bot_removed(self, chat_id: int, by_user_id: int, status: str = "kicked") -> dict[str, Any]:
         """The bot is kicked from / leaves a group: my_chat_member update; later sends get 403."""
