@@ -8,6 +8,8 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.commands import GROUP, PRIVATE
 from bot.context import RequestContext
+from bot.i18n import Translator
+from bot.services.errors import DomainError
 
 
 def where_of(chat_type: str) -> str:
@@ -17,6 +19,12 @@ def where_of(chat_type: str) -> str:
 def quote(text: str | None) -> str:
     """User text, safe to put into an HTML-formatted message."""
     return escape(text or "", quote=False)
+
+
+def explain(t: Translator, error: DomainError, *, html: bool = True) -> str:
+    """The user's-language sentence for a refused request. Its values are user input, so they are
+    escaped for HTML messages; callback alerts are plain text and take them as they are."""
+    return t(error.key, **{key: quote(str(value)) if html else str(value) for key, value in error.params.items()})
 
 
 def refuse_message(ctx: RequestContext, message: Message, key: str, **params: object) -> None:

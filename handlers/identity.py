@@ -17,7 +17,7 @@ from bot.services import people as people_service
 from bot.services import roles as role_service
 from bot.services.errors import DomainError
 from bot.services.identity import CONTACT_VISIBILITY, MEMBER_TYPES, REJECT_PRESETS, TEXT_STEPS, CardView, Draft
-from handlers.common import quote, refuse_callback
+from handlers.common import explain, quote, refuse_callback
 from handlers.start import deep_link
 from storage.models import Identity
 
@@ -136,10 +136,6 @@ def render_step(t: Translator, draft: Draft) -> tuple[str, InlineKeyboardMarkup]
     return text, InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-def _explain(t: Translator, error: DomainError) -> str:
-    return t(error.key, **{key: quote(str(value)) for key, value in error.params.items()})
-
-
 # ---------------------------------------------------------------- the form
 
 
@@ -224,7 +220,7 @@ async def private_text(message: Message, ctx: RequestContext) -> None:
     try:
         draft = await identity_service.answer_text(ctx.session, ctx.person.id, message.text)
     except DomainError as error:
-        ctx.replies.add(message.reply(_explain(ctx.t, error)))
+        ctx.replies.add(message.reply(explain(ctx.t, error)))
         return
     text, keyboard = render_step(ctx.t, draft)
     ctx.replies.add(message.answer(text, reply_markup=keyboard))
@@ -363,7 +359,7 @@ async def _reject(ctx: RequestContext, user_id: int, reason: str, reply_to: Mess
             # Keep waiting for a usable reason.
             await identity_service.expect_reject_reason(ctx.session, ctx.person.id, user_id)
         if reply_to is not None:
-            ctx.replies.add(reply_to.answer(_explain(ctx.t, error)))
+            ctx.replies.add(reply_to.answer(explain(ctx.t, error)))
         return False
     outcome = ctx.t(
         "identity.review.rejected", reviewer=quote(ctx.person.display_name), reason=quote(identity.reject_reason)

@@ -18,7 +18,7 @@ from bot.services.errors import DomainError
 from bot.services.organisation import UnitNode
 from bot.services.people import Person
 from bot.services.roles import Role
-from handlers.common import quote, refuse_callback, refuse_message, require_committee_callback
+from handlers.common import explain, quote, refuse_callback, refuse_message, require_committee_callback
 
 GROUP_CHATS = {"group", "supergroup"}
 KIND_ICONS = {"committee": "🏛", "branch": "🚩", "group": "👥"}
@@ -49,15 +49,6 @@ def _split_first(text: str | None) -> tuple[str, str]:
 def _parse_id(token: str) -> int | None:
     token = token.strip().lstrip("#＃")
     return int(token) if token.isascii() and token.isdigit() else None
-
-
-def _render_error(t: Translator, error: DomainError) -> str:
-    return t(error.key, **{key: quote(str(value)) for key, value in error.params.items()})
-
-
-def _alert_error(t: Translator, error: DomainError) -> str:
-    # Callback answers are plain text: no escaping there.
-    return t(error.key, **{key: str(value) for key, value in error.params.items()})
 
 
 def _kind(t: Translator, kind: str) -> str:
@@ -140,7 +131,7 @@ async def unit_command(message: Message, ctx: RequestContext, command: CommandOb
         else:
             text = None
     except DomainError as error:
-        text = _render_error(t, error)
+        text = explain(t, error)
     ctx.replies.add(message.reply(text if text is not None else t("org.usage")))
 
 
@@ -238,7 +229,7 @@ async def bind_command(message: Message, ctx: RequestContext, command: CommandOb
         try:
             unit, changed = await org_service.bind_chat(ctx.session, ctx.chat, ctx.person.id, ctx.superusers, unit_id)
         except DomainError as error:
-            ctx.replies.add(message.reply(_render_error(t, error)))
+            ctx.replies.add(message.reply(explain(t, error)))
             return
         ctx.replies.add(message.reply(_bound_text(t, unit, changed)))
         return
@@ -292,7 +283,7 @@ async def bind_button(callback: CallbackQuery, callback_data: BindButton, ctx: R
         else:
             raise DomainError("errors.button_expired")
     except DomainError as error:
-        ctx.replies.add(callback.answer(_alert_error(t, error), show_alert=True))
+        ctx.replies.add(callback.answer(explain(t, error, html=False), show_alert=True))
         return
     ctx.replies.add(callback.message.edit_text(text, reply_markup=None))
     ctx.replies.add(callback.answer())
@@ -307,7 +298,7 @@ async def unbind_command(message: Message, ctx: RequestContext) -> None:
     try:
         unit = await org_service.unbind_chat(ctx.session, ctx.chat, ctx.person.id, ctx.superusers)
     except DomainError as error:
-        ctx.replies.add(message.reply(_render_error(ctx.t, error)))
+        ctx.replies.add(message.reply(explain(ctx.t, error)))
         return
     ctx.replies.add(message.reply(ctx.t("org.unbound", name=quote(unit.name), id=unit.id)))
 
@@ -373,7 +364,7 @@ async def grant_command(message: Message, ctx: RequestContext, command: CommandO
         ctx.replies.add(message.reply(t("org.grant_usage")))
         return
     except DomainError as error:
-        ctx.replies.add(message.reply(_render_error(t, error)))
+        ctx.replies.add(message.reply(explain(t, error)))
         return
     role_label = t(f"org.role.{change.role}")
     if change.unit is not None:
@@ -398,7 +389,7 @@ async def revoke_command(message: Message, ctx: RequestContext, command: Command
         ctx.replies.add(message.reply(t("org.revoke_usage")))
         return
     except DomainError as error:
-        ctx.replies.add(message.reply(_render_error(t, error)))
+        ctx.replies.add(message.reply(explain(t, error)))
         return
     text = t("org.revoked", name=quote(name), role=t(f"org.role.{change.role}"))
     if change.still_admin_role is not None:

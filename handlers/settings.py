@@ -12,7 +12,7 @@ from bot.i18n import Translator
 from bot.services import chats as chat_service
 from bot.services.chats import COMMON_TIMEZONES, QUIET_HOUR_PRESETS, ChatInfo, GroupSettings
 from bot.services.errors import DomainError
-from handlers.common import quote, refuse_callback, require_committee_callback, require_committee_message
+from handlers.common import explain, refuse_callback, require_committee_callback, require_committee_message
 
 
 class SettingsButton(CallbackData, prefix="st"):
@@ -108,7 +108,7 @@ async def _apply_text_setting(message: Message, ctx: RequestContext, args: str) 
             ctx.replies.add(message.reply(ctx.t("settings.usage")))
             return
     except DomainError as error:
-        ctx.replies.add(message.reply(ctx.t(error.key, **{k: quote(str(v)) for k, v in error.params.items()})))
+        ctx.replies.add(message.reply(explain(ctx.t, error)))
         return
     t, settings = _current(ctx, chat)
     text, keyboard = render_panel(t, settings)
