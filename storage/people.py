@@ -9,29 +9,15 @@ from storage.models import ChatMember, ChatRole, User
 from storage.upsert import insert_for
 
 
-async def upsert_user(
-    session: AsyncSession,
-    user_id: int,
-    first_name: str,
-    last_name: str | None,
-    username: str | None,
-    language_code: str | None,
-    now: datetime,
-) -> None:
-    insert = insert_for(session)
-    values = {
-        "first_name": first_name,
-        "last_name": last_name,
-        "username": username,
-        "language_code": language_code,
-        "updated_at": now,
-    }
-    statement = insert(User).values(id=user_id, created_at=now, **values)
-    await session.execute(statement.on_conflict_do_update(index_elements=[User.id], set_=values))
-
-
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
+
+
+async def get_users(session: AsyncSession, user_ids: list[int]) -> list[User]:
+    if not user_ids:
+        return []
+    result = await session.execute(select(User).where(User.id.in_(user_ids)).order_by(User.id))
+    return list(result.scalars())
 
 
 async def set_user_flags(session: AsyncSession, user_id: int, **flags: bool) -> None:

@@ -25,16 +25,18 @@ class Person:
         return " ".join(part for part in (self.first_name, self.last_name) if part) or str(self.id)
 
 
+def _user_row(person: Person) -> dict:
+    return {
+        "id": person.id,
+        "first_name": person.first_name[:255],
+        "last_name": (person.last_name or None) and person.last_name[:255],
+        "username": person.username,
+        "language_code": person.language_code,
+    }
+
+
 async def remember_person(session: AsyncSession, person: Person, now: datetime) -> None:
-    await people_store.upsert_user(
-        session,
-        person.id,
-        person.first_name[:255],
-        (person.last_name or None) and person.last_name[:255],
-        person.username,
-        person.language_code,
-        now,
-    )
+    await people_store.upsert_users(session, [_user_row(person)], now)
 
 
 async def observe_in_chat(session: AsyncSession, chat_pk: int, user_id: int, now: datetime) -> None:
@@ -59,8 +61,8 @@ async def roster_size(session: AsyncSession, chat_pk: int) -> int:
 
 async def reachable_users(session: AsyncSession, user_ids: set[int] | list[int]) -> list:
     """Of these users, the ones the bot may message privately (they started it and did not block it)."""
-    users = [await people_store.get_user(session, user_id) for user_id in sorted(set(user_ids))]
-    return [user for user in users if user is not None and user.started_bot and not user.blocked_bot]
+    users = await people_store.get_users(session, sorted(set(user_ids)))
+    return [user for user in users if user.started_bot and not user.blocked_bot]
 
 
 async def get_user(session: AsyncSession, user_id: int):
@@ -75,16 +77,6 @@ async def record_sightings(
     now: datetime,
 ) -> None:
     """What the bot saw in many updates at once: who they are, which groups they are in, who started it."""
-    rows = [
-        {
-            "id": person.id,
-            "first_name": person.first_name[:255],
-            "last_name": (person.last_name or None) and person.last_name[:255],
-            "username": person.username,
-            "language_code": person.language_code,
-        }
-        for person in people
-    ]
-    await people_store.upsert_users(session, rows, now)
+    await people_store.upsert_users(session, [_user_row(person) for person in people], now)
     await people_store.observe_members(session, memberships)
     await people_store.mark_many_started(session, started)
