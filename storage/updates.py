@@ -11,9 +11,7 @@ from storage.upsert import insert_for
 
 async def claim_update(session: AsyncSession, update_id: int) -> bool:
     """Record the update as processed; False when it was processed before (a redelivery)."""
-    insert = insert_for(session)
-    result = await session.execute(insert(ProcessedUpdate).values(update_id=update_id).on_conflict_do_nothing())
-    return result.rowcount == 1
+    return update_id in await claim_updates(session, [update_id])
 
 
 async def forget_updates_before(session: AsyncSession, moment: datetime) -> int:
