@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-from storage.changes import on_committed_changes, remove_listener
+from storage.changes import on_committed_changes
 
 CACHE_SECONDS = 30.0
 MAX_ENTRIES = 100_000
@@ -35,9 +35,6 @@ class TableCache(Generic[V]):
     def clear(self) -> None:
         self._generation += 1
         self._entries.clear()
-
-    def close(self) -> None:
-        remove_listener(self._on_change)
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
         entry = self._entries.get(key)

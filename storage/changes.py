@@ -7,6 +7,7 @@ listeners. Caches use it to drop what might be stale.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from itertools import chain
 
@@ -14,16 +15,13 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 ChangeListener = Callable[[frozenset[str]], None]
-_listeners: list[ChangeListener] = []
+# Held weakly: a listener (a cache's bound method) goes away with its cache, so building many
+# applications in one process (tests) leaves no stale listeners behind.
+_listeners: list[weakref.WeakMethod] = []
 
 
 def on_committed_changes(listener: ChangeListener) -> None:
-    _listeners.append(listener)
-
-
-def remove_listener(listener: ChangeListener) -> None:
-    if listener in _listeners:
-        _listeners.remove(listener)
+    _listeners.append(weakref.WeakMethod(listener))
 
 
 class TrackedSession(Session):
@@ -55,8 +53,12 @@ def _after_commit(session: Session) -> None:
     tables = session.info.pop("touched_tables", None)
     if tables:
         frozen = frozenset(tables)
-        for listener in list(_listeners):
-            listener(frozen)
+        for reference in list(_listeners):
+            listener = reference()
+            if listener is None:
+                _listeners.remove(reference)
+            else:
+                listener(frozen)
 
 
 @event.listens_for(TrackedSession, "after_rollback")
