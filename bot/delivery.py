@@ -237,9 +237,6 @@ class Replies:
         """Run ``job`` once the update's transaction has committed (e.g. a call that needs the network)."""
         self._jobs.append(job)
 
-    def __len__(self) -> int:
-        return len(self._methods) + len(self._jobs)
-
     @property
     def answers(self) -> bool:
         """Whether anything would be sent to Telegram."""
