@@ -19,18 +19,14 @@ SECRETARY, DEPUTY, MEMBER, OTHER = 5001, 5002, 5003, 5004
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[BotAPIEmulator]:
-    emu = BotAPIEmulator()
-    await emu.start()
-    emu.add_user(SECRETARY, "周", "书记")
-    emu.add_user(DEPUTY, "吴", "委员")
-    emu.add_user(MEMBER, "郑", "党员")
-    emu.add_user(OTHER, "Olivia", language_code="en")
-    emu.add_chat(GROUP, "supergroup", "智造园第一支部")
-    emu.set_admins(GROUP, [DEPUTY], creator_id=SECRETARY)
-    try:
+    async with BotAPIEmulator() as emu:
+        emu.add_user(SECRETARY, "周", "书记")
+        emu.add_user(DEPUTY, "吴", "委员")
+        emu.add_user(MEMBER, "郑", "党员")
+        emu.add_user(OTHER, "Olivia", language_code="en")
+        emu.add_chat(GROUP, "supergroup", "智造园第一支部")
+        emu.set_admins(GROUP, [DEPUTY], creator_id=SECRETARY)
         yield emu
-    finally:
-        await emu.stop()
 
 
 @pytest.fixture

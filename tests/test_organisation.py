@@ -287,19 +287,15 @@ SECRETARY, DEPUTY, MEMBER, OTHER = 1001, 1002, 1003, 1004
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[BotAPIEmulator]:
-    emu = BotAPIEmulator()
-    await emu.start()
-    emu.add_user(SECRETARY, "李", "书记", username="li_shuji")
-    emu.add_user(DEPUTY, "王", "委员")
-    emu.add_user(MEMBER, "张三", username="zhangsan")
-    emu.add_user(OTHER, "<i>赵</i>", language_code="en")
-    emu.add_user(ROOT, "超级", username="root_admin")
-    emu.add_chat(GROUP, "supergroup", "第一党支部")
-    emu.set_admins(GROUP, [DEPUTY], creator_id=SECRETARY)
-    try:
+    async with BotAPIEmulator() as emu:
+        emu.add_user(SECRETARY, "李", "书记", username="li_shuji")
+        emu.add_user(DEPUTY, "王", "委员")
+        emu.add_user(MEMBER, "张三", username="zhangsan")
+        emu.add_user(OTHER, "<i>赵</i>", language_code="en")
+        emu.add_user(ROOT, "超级", username="root_admin")
+        emu.add_chat(GROUP, "supergroup", "第一党支部")
+        emu.set_admins(GROUP, [DEPUTY], creator_id=SECRETARY)
         yield emu
-    finally:
-        await emu.stop()
 
 
 @pytest.fixture

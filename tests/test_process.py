@@ -23,16 +23,12 @@ SECRETARY, MEMBER = 3001, 3002
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[BotAPIEmulator]:
-    emu = BotAPIEmulator()
-    await emu.start()
-    emu.add_user(SECRETARY, "陈", "书记")
-    emu.add_user(MEMBER, "刘", "党员")
-    emu.add_chat(GROUP, "supergroup", "园区联合支部")
-    emu.set_admins(GROUP, [], creator_id=SECRETARY)
-    try:
+    async with BotAPIEmulator() as emu:
+        emu.add_user(SECRETARY, "陈", "书记")
+        emu.add_user(MEMBER, "刘", "党员")
+        emu.add_chat(GROUP, "supergroup", "园区联合支部")
+        emu.set_admins(GROUP, [], creator_id=SECRETARY)
         yield emu
-    finally:
-        await emu.stop()
 
 
 @pytest.fixture
