@@ -889,17 +889,15 @@ class BotAPIEmulator:
 
     def bot_promoted(self, chat_id: int, by_user_id: int, is_admin: bool = True) -> dict[str, Any]:
         """The bot, already in the group, is made an admin (or demoted): my_chat_member update."""
-        state = self._ensure_chat(chat_id)
-        by_user = self._ensure_user(by_user_id)
-        old = self._member_dict(state, self.bot_id)
-        state.bot_status = "administrator" if is_admin else "member"
-        new = self._member_dict(state, self.bot_id, state.bot_status)
-        return self._member_update("my_chat_member", state, by_user, old, new)
+        return self._bot_status_changed(chat_id, by_user_id, "administrator" if is_admin else "member")
 
     def bot_removed(self, chat_id: int, by_user_id: int, status: str = "kicked") -> dict[str, Any]:
         """The bot is kicked from / leaves a group: my_chat_member update; later sends get 403."""
         if status not in ("kicked", "left"):
             raise ValueError("status must be 'kicked' or 'left'")
+        return self._bot_status_changed(chat_id, by_user_id, status)
+
+    def _bot_status_changed(self, chat_id: int, by_user_id: int, status: str) -> dict[str, Any]:
         state = self._ensure_chat(chat_id)
         by_user = self._ensure_user(by_user_id)
         old = self._member_dict(state, self.bot_id)
