@@ -25,14 +25,14 @@ class RequestContext:
     chat: ChatInfo | None  # a copy of the group's record; None in private chats
     group_settings: GroupSettings
     superusers: frozenset[int]
-    role_cache: TableCache | None = field(default=None, repr=False)
+    role_cache: TableCache = field(repr=False)
     _role: Role | None = field(default=None, repr=False)
 
     async def role(self) -> Role:
         if self._role is None:
             if self.person is None:
                 return Role.MEMBER
-            if self.person.id in self.superusers or self.chat is None or self.role_cache is None:
+            if self.person.id in self.superusers or self.chat is None:
                 chat_pk = self.chat.id if self.chat is not None else None
                 self._role = await role_in_chat(self.session, chat_pk, self.person.id, self.superusers)
             else:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ChatMember, ChatRole, User
@@ -40,8 +40,6 @@ async def observe_member(
 
 
 async def count_members(session: AsyncSession, chat_pk: int) -> int:
-    from sqlalchemy import func
-
     result = await session.execute(
         select(func.count()).select_from(ChatMember).where(ChatMember.chat_id == chat_pk, ChatMember.status == "member")
     )
@@ -73,8 +71,6 @@ async def replace_admin_roles(session: AsyncSession, chat_pk: int, roles: dict[i
 
 async def find_user_by_username(session: AsyncSession, username: str) -> User | None:
     """The user who last showed this @username (Telegram usernames ignore case and can change hands)."""
-    from sqlalchemy import func
-
     name = username.lstrip("@")
     if not name:
         return None
