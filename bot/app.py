@@ -24,6 +24,8 @@ from bot.config import Settings
 from bot.delivery import Delivery, RateLimiter
 from bot.i18n import SUPPORTED_LANGUAGES, Translator
 from bot.middlewares import ContextMiddleware, InFlight, RosterKeeper, UpdateTransactionMiddleware
+from bot.notice_updates import NoticeUpdates
+from bot.outbox import OutboxWorker
 from bot.services import chats as chat_service
 from bot.services import people as people_service
 from bot.services.clock import Clock, SystemClock
@@ -87,8 +89,20 @@ class Application:
     dispatcher: Dispatcher
     clock: Clock
     in_flight: InFlight
+    outbox: OutboxWorker
+    notice_updates: NoticeUpdates
+    _housekeeping: asyncio.Task | None = None
+
+    async def start_workers(self) -> None:
+        """What runs beside the updates: the outbox, live notice counts, housekeeping."""
+        await self.outbox.start()
+        await self.notice_updates.resume()
+        self._housekeeping = asyncio.create_task(housekeeping(self))
 
     async def close(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        await self.outbox.stop()
         await self.dispatcher["roster"].flush()
         await self.bot.session.close()
         await self.db.dispose()
@@ -115,10 +129,18 @@ def build_delivery(bot: Bot, db: Database, settings: Settings) -> Delivery:
 
 
 def build_dispatcher(
-    *, settings: Settings, db: Database, delivery: Delivery, clock: Clock, in_flight: InFlight
+    *,
+    settings: Settings,
+    db: Database,
+    delivery: Delivery,
+    clock: Clock,
+    in_flight: InFlight,
+    notice_updates: NoticeUpdates,
 ) -> Dispatcher:
     roster = RosterKeeper(db, clock)
-    dispatcher = Dispatcher(db=db, delivery=delivery, clock=clock, settings=settings, roster=roster)
+    dispatcher = Dispatcher(
+        db=db, delivery=delivery, clock=clock, settings=settings, roster=roster, notice_updates=notice_updates
+    )
     dispatcher.update.outer_middleware(UpdateTransactionMiddleware(db, delivery, in_flight, settings.default_language))
     dispatcher.update.outer_middleware(
         ContextMiddleware(
@@ -141,8 +163,13 @@ def build_application(settings: Settings, *, clock: Clock | None = None) -> Appl
     bot = build_bot(settings.token(), settings.bot_api_url)
     delivery = build_delivery(bot, db, settings)
     in_flight = InFlight()
-    dispatcher = build_dispatcher(settings=settings, db=db, delivery=delivery, clock=clock, in_flight=in_flight)
-    return Application(settings, db, bot, delivery, dispatcher, clock, in_flight)
+    defaults = {"default_language": settings.default_language, "default_timezone": settings.timezone}
+    notice_updates = NoticeUpdates(db, delivery, clock, **defaults)
+    outbox = OutboxWorker(db, delivery, clock, notice_updates.outbox_kinds(), **defaults)
+    dispatcher = build_dispatcher(
+        settings=settings, db=db, delivery=delivery, clock=clock, in_flight=in_flight, notice_updates=notice_updates
+    )
+    return Application(settings, db, bot, delivery, dispatcher, clock, in_flight, outbox, notice_updates)
 
 
 async def publish_commands(bot: Bot, default_language: str) -> None:
@@ -183,11 +210,8 @@ async def housekeeping(app: Application) -> None:
 
 async def run_polling(app: Application) -> None:
     await app.bot.delete_webhook(drop_pending_updates=False)
-    keeper = asyncio.create_task(housekeeping(app))
-    try:
-        await _poll(app)
-    finally:
-        keeper.cancel()
+    await app.start_workers()
+    await _poll(app)
 
 
 async def _poll(app: Application) -> None:
@@ -226,7 +250,7 @@ async def run_webhook(app: Application) -> None:
         await runner.cleanup()
         raise WebhookRefused(error.message) from None
     log.info("webhook listening on %s:%s%s", settings.webhook_host, settings.webhook_port, settings.webhook_path)
-    keeper = asyncio.create_task(housekeeping(app))
+    await app.start_workers()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     import signal
@@ -236,6 +260,5 @@ async def run_webhook(app: Application) -> None:
     try:
         await stop.wait()
     finally:
-        keeper.cancel()
         await runner.cleanup()
         await app.in_flight.wait_idle(timeout=SHUTDOWN_GRACE_SECONDS)

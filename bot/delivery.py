@@ -119,6 +119,25 @@ class RateLimiter:
 
 
 ChatHook = Callable[[int], Awaitable[None]]
+BeforeSend = Callable[[], Awaitable[bool]]
+
+FORBIDDEN = "forbidden"  # the bot was removed from the group, or the user blocked it
+REFUSED = "refused"  # Telegram said no (400): sending it again would not help
+GAVE_UP = "gave_up"  # server errors or no connection, attempt after attempt: may work later
+SKIPPED = "skipped"  # ``before_send`` said not to send
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Any = None  # Telegram's answer (for text sent in parts: the last part's)
+    failure: str | None = None
+    detail: str = ""
+
+    @property
+    def sent(self) -> bool:
+        return self.failure is None
+
+
 MigrateHook = Callable[[int, int], Awaitable[None]]
 
 
@@ -144,22 +163,32 @@ class Delivery:
 
     async def send(self, method: TelegramMethod) -> Any:
         """Send one call; returns Telegram's result, or None when it could not be delivered."""
+        return (await self.deliver(method)).result
+
+    async def deliver(self, method: TelegramMethod, *, before_send: BeforeSend | None = None) -> Outcome:
+        """Send one call and say how it went. ``before_send`` runs once, after the rate limiter let the
+        call through and right before the request goes out; when it returns False nothing is sent."""
         if isinstance(method, SendMessage) and len(method.text) > MAX_TEXT_LENGTH:
-            result = None
+            outcome = Outcome()
             for part in split_text(method.text):
                 chunk = method.model_copy(update={"text": part, "reply_markup": None})
-                result = await self.send(chunk)
+                outcome = await self._send_with_retries(chunk, before_send)
+                before_send = None
+                if not outcome.sent:
+                    return outcome
             # The buttons belong to the last part, so they stay next to the end of the text.
-            if method.reply_markup is not None and result is not None:
-                await self.send(
+            if method.reply_markup is not None:
+                result = outcome.result
+                await self._send_with_retries(
                     EditMessageReplyMarkup(
                         chat_id=result.chat.id, message_id=result.message_id, reply_markup=method.reply_markup
-                    )
+                    ),
+                    None,
                 )
-            return result
-        return await self._send_with_retries(method)
+            return outcome
+        return await self._send_with_retries(method, before_send)
 
-    async def _send_with_retries(self, method: TelegramMethod) -> Any:
+    async def _send_with_retries(self, method: TelegramMethod, before_send: BeforeSend | None) -> Outcome:
         limited = isinstance(method, LIMITED_METHODS)
         backoff = 0.5
         for attempt in range(1, self.max_attempts + 1):
@@ -167,8 +196,12 @@ class Delivery:
             numeric_chat = chat_id if isinstance(chat_id, int) else None
             if limited and numeric_chat is not None:
                 await self.limiter.acquire(numeric_chat)
+            if before_send is not None:
+                if not await before_send():
+                    return Outcome(failure=SKIPPED)
+                before_send = None
             try:
-                return await self.bot(method)
+                return Outcome(result=await self.bot(method))
             except TelegramRetryAfter as error:
                 log.warning("429 on %s to %s: waiting %ss", method.__api_method__, chat_id, error.retry_after)
                 if numeric_chat is not None:
@@ -185,19 +218,19 @@ class Delivery:
                 log.info("forbidden to write to %s: %s", chat_id, error.message)
                 if numeric_chat is not None:
                     await self.on_forbidden(numeric_chat)
-                return None
+                return Outcome(failure=FORBIDDEN, detail=error.message)
             except TelegramBadRequest as error:
                 if _is_not_modified(error):
-                    return None
+                    return Outcome()
                 log.error("Telegram refused %s to %s: %s", method.__api_method__, chat_id, error.message)
-                return None
+                return Outcome(failure=REFUSED, detail=error.message)
             except (TelegramServerError, TelegramNetworkError, TelegramAPIError) as error:
                 # A 429 without parameters arrives as a plain TelegramAPIError: back off as for 5xx.
                 log.warning("attempt %s of %s failed: %s", attempt, method.__api_method__, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
         log.error("giving up on %s to %s after %s attempts", method.__api_method__, chat_id, self.max_attempts)
-        return None
+        return Outcome(failure=GAVE_UP, detail=f"no answer after {self.max_attempts} attempts")
 
 
 def _is_not_modified(error: TelegramBadRequest) -> bool:

@@ -18,7 +18,19 @@ def addressed_to_us(message: Message) -> bool:
 
 
 def build_root_router() -> Router:
-    from handlers import fallback, help, identity, membership, organisation, privacy, roster, settings, start
+    from handlers import (
+        broadcast,
+        fallback,
+        help,
+        identity,
+        membership,
+        notices,
+        organisation,
+        privacy,
+        roster,
+        settings,
+        start,
+    )
 
     root = Router(name="root")
     features = Router(name="features")
@@ -30,6 +42,8 @@ def build_root_router() -> Router:
         organisation.build_router(),
         identity.build_router(),
         roster.build_router(),
+        notices.build_router(),
+        broadcast.build_router(),
         privacy.build_router(),
         fallback.build_router(),
     )

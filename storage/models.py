@@ -205,3 +205,81 @@ class PendingInput(Base):
     kind: Mapped[str] = mapped_column(String(32))
     ref: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Notice(Base):
+    """A notice as its author wrote it: posted to one group, or broadcast to every group below a unit."""
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    origin_chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id", ondelete="SET NULL"), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"))  # set for a broadcast
+    kind: Mapped[str] = mapped_column(String(16))  # text | photo | document
+    text: Mapped[str] = mapped_column(Text, default="")  # the text, or the caption of a photo or document
+    file_id: Mapped[str | None] = mapped_column(String(255))
+    pin: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft | published | cancelled
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when it goes out; None: at once
+    # The message that shows the draft, then the broadcast's progress (chat id as Telegram knows it).
+    panel_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    panel_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # every post sent or given up
+
+
+class NoticePost(Base):
+    """A notice in one group: its message there, its confirmations, its nudges."""
+
+    __tablename__ = "notice_posts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id", ondelete="CASCADE"))
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    shown_acks: Mapped[int] = mapped_column(Integer, default=0)  # the count the message shows now
+    nudges: Mapped[int] = mapped_column(Integer, default=0)
+    last_nudge_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("uq_notice_posts_notice_chat", "notice_id", "chat_id", unique=True),)
+
+
+class NoticeAck(Base):
+    """A member's "✅ 收到" on a notice in one group: one row, however often they tap."""
+
+    __tablename__ = "notice_acks"
+
+    post_id: Mapped[int] = mapped_column(ForeignKey("notice_posts.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    acked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_notice_acks_user", "user_id"),)
+
+
+class OutboxMessage(Base):
+    """One message the bot sends on its own initiative, to one chat, written before it is sent.
+
+    ``dedupe_key`` makes planning the same message twice a no-op; ``status`` moves pending → sending →
+    sent | failed | skipped. A row found in ``sending`` at start-up was interrupted by a crash: whether
+    Telegram got it cannot be known, so it becomes ``unknown`` and is not sent again.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedupe_key: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # which renderer builds the message
+    args: Mapped[str] = mapped_column(Text, default="{}")  # JSON of primitive arguments for the renderer
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(BigInteger)  # set: a private message to this user
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_outbox_status_not_before", "status", "not_before"),)

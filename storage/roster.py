@@ -32,3 +32,12 @@ async def last_action_at(session: AsyncSession, chat_pk: int, action: str):
     if value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value
+
+
+async def is_member(session: AsyncSession, chat_pk: int, user_id: int) -> bool:
+    result = await session.execute(
+        select(ChatMember.user_id).where(
+            ChatMember.chat_id == chat_pk, ChatMember.user_id == user_id, ChatMember.status == "member"
+        )
+    )
+    return result.first() is not None

@@ -44,6 +44,7 @@ class BotHarness:
     async def start(self) -> BotHarness:
         self.app = build_application(self.settings, clock=self.clock)
         await upgrade_to_head(self.app.db.engine)
+        await self.app.start_workers()
         self._task = asyncio.create_task(
             self.app.dispatcher.start_polling(
                 self.app.bot,
@@ -63,6 +64,9 @@ class BotHarness:
             await asyncio.sleep(0.01)
             assert await self.app.in_flight.wait_idle(timeout=timeout), "updates still in progress"
         await self.app.dispatcher["roster"].flush()  # sightings are written in batches, a moment later
+        await self.app.outbox.drain(timeout)  # what the updates planned to send
+        await self.app.notice_updates.flush()  # live counts and progress, without their pauses
+        await self.app.outbox.drain(timeout)  # what finishing a broadcast planned
 
     async def stop(self) -> None:
         """Stop polling, let updates in hand finish, close. Safe to call twice."""

@@ -81,3 +81,7 @@ async def claim_nudge(session: AsyncSession, chat_pk: int, actor_id: int, now: d
     session.add(AuditLog(chat_id=chat_pk, actor_id=actor_id, action="declare_nudge", created_at=now))
     await session.flush()
     return None
+
+
+async def is_member(session: AsyncSession, chat_pk: int, user_id: int) -> bool:
+    return await roster_store.is_member(session, chat_pk, user_id)
