@@ -376,9 +376,9 @@ class Debouncer:
 
     async def flush(self) -> None:
         """Run every pending call now and wait for all of them (tests, shutdown)."""
-        for key in list(self._due):
-            del self._due[key]
-            self._start(key)
-        self._arm()
-        while self._running:
+        while self._due or self._running:
+            for key in list(self._due):
+                del self._due[key]
+                self._start(key)
+            self._arm()
             await asyncio.gather(*self._running.values(), return_exceptions=True)

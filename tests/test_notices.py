@@ -245,3 +245,27 @@ async def test_five_hundred_concurrent_taps_are_each_counted_once(emulator, data
         # The live count was edited a few times, not 500 times.
         assert len(emulator.calls_of("editMessageReplyMarkup")) < 20
         await asyncio.sleep(0)
+
+
+async def test_outbox_plans_once_and_marks_interrupted_sends_unknown(db) -> None:
+    from bot.services import outbox as outbox_service
+    from bot.services.outbox import Planned
+
+    message = Planned(key="notice:1:chat:1", kind="notice_post", args={"post_id": 1}, user_id=42)
+    async with db.transaction() as session:
+        assert await outbox_service.plan(session, [message], DAYTIME) == 1
+        assert await outbox_service.plan(session, [message, message], DAYTIME) == 0
+        [(row_id, _, _)] = await outbox_service.due(session, DAYTIME, 10)
+        assert await outbox_service.claim(session, row_id)
+        assert not await outbox_service.claim(session, row_id)  # never twice
+    async with db.transaction() as session:  # the process died here; on the next start:
+        assert await outbox_service.recover_interrupted(session) == 1
+        assert (await outbox_service.load(session, row_id)).status == "unknown"
+        assert await outbox_service.due(session, DAYTIME, 10) == []
+        # A send that could not get through is tried again later, then given up.
+        await outbox_service.plan(session, [Planned(key="x", kind="nudge_private", user_id=42)], DAYTIME)
+        [(other, _, _)] = await outbox_service.due(session, DAYTIME, 10)
+        retry_at = await outbox_service.record_failure(session, other, 1, "gave_up", DAYTIME, retry=True)
+        assert retry_at is not None and await outbox_service.due(session, DAYTIME, 10) == []
+        assert await outbox_service.record_failure(session, other, 5, "gave_up", DAYTIME, retry=True) is None
+        assert (await outbox_service.load(session, other)).status == "failed"
