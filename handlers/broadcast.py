@@ -19,10 +19,9 @@ from bot.services import notices as notice_service
 from bot.services import organisation as org_service
 from bot.services import people as people_service
 from bot.services.errors import DomainError
-from bot.services.notices import Composed
 from bot.services.outbox import Progress
 from handlers.common import explain, quote, refuse_callback, refuse_message
-from handlers.notices import _composed_from, local_time, post_text
+from handlers.notices import draft_from_command, local_time, post_text
 from storage.models import Notice
 
 if TYPE_CHECKING:
@@ -150,24 +149,8 @@ async def broadcast_command(message: Message, ctx: RequestContext, command: Comm
     if not units:
         refuse_message(ctx, message, "broadcast.no_units")
         return
-    args = (command.args or "").strip()
-    now = ctx.clock.now()
-    try:
-        if message.reply_to_message is not None:
-            phrase, composed = args or None, _composed_from(message.reply_to_message)
-        else:
-            phrase, text = notice_service.split_schedule(args)
-            if not text:
-                refuse_message(ctx, message, "broadcast.usage")
-                return
-            composed = Composed("text", text)
-        if phrase:
-            send_at = notice_service.parse_send_at(phrase, ctx.group_settings.zone, now)
-            composed = Composed(composed.kind, composed.text, composed.file_id, send_at)
-        origin = ctx.chat.id if ctx.chat is not None else None
-        notice = await notice_service.create_draft(ctx.session, ctx.person.id, origin, composed, now)
-    except DomainError as error:
-        ctx.replies.add(message.reply(explain(ctx.t, error)))
+    notice = await draft_from_command(ctx, message, command, "broadcast.usage")
+    if notice is None:
         return
     if len(units) == 1:
         text, keyboard = await _preview(ctx, notice, units[0])

@@ -257,9 +257,11 @@ def _composed_from(reply: Message) -> Composed:
     raise DomainError("notices.unsupported")
 
 
-async def notice_command(message: Message, ctx: RequestContext, command: CommandObject) -> None:
-    if ctx.chat is None or not await require_committee_message(ctx, message):
-        return
+async def draft_from_command(
+    ctx: RequestContext, message: Message, command: CommandObject, usage_key: str
+) -> Notice | None:
+    """A draft from ``/notice [time |] text`` or from the replied-to message (then the arguments are the
+    time); or None after telling the user what is wrong."""
     args = (command.args or "").strip()
     now = ctx.clock.now()
     try:
@@ -268,15 +270,24 @@ async def notice_command(message: Message, ctx: RequestContext, command: Command
         else:
             phrase, text = notice_service.split_schedule(args)
             if not text:
-                refuse_message(ctx, message, "notices.usage")
-                return
+                refuse_message(ctx, message, usage_key)
+                return None
             composed = Composed("text", text)
         if phrase:
             send_at = notice_service.parse_send_at(phrase, ctx.group_settings.zone, now)
             composed = Composed(composed.kind, composed.text, composed.file_id, send_at)
-        notice = await notice_service.create_draft(ctx.session, ctx.person.id, ctx.chat.id, composed, now)
+        origin = ctx.chat.id if ctx.chat is not None else None
+        return await notice_service.create_draft(ctx.session, ctx.person.id, origin, composed, now)
     except DomainError as error:
         ctx.replies.add(message.reply(explain(ctx.t, error)))
+        return None
+
+
+async def notice_command(message: Message, ctx: RequestContext, command: CommandObject) -> None:
+    if ctx.chat is None or not await require_committee_message(ctx, message):
+        return
+    notice = await draft_from_command(ctx, message, command, "notices.usage")
+    if notice is None:
         return
     audience = await people_service.roster_size(ctx.session, ctx.chat.id)
     text, keyboard = preview(ctx.t, notice, audience, ctx.group_settings)
