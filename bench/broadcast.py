@@ -144,6 +144,12 @@ def spawn(args: list[str], env: dict[str, str], log: Path, stdout=None) -> subpr
     return proc
 
 
+def halt(proc: subprocess.Popen) -> None:
+    stop(proc)
+    if proc in _procs:
+        _procs.remove(proc)
+
+
 def start_emulator(tmp: Path) -> tuple[subprocess.Popen, str]:
     log = tmp / "emulator.log"
     args = ["-m", "tests.emulator", "--port", "0", "--token", TOKEN, "--enforce-limits"]
@@ -306,8 +312,8 @@ def measure(round_no: int, opts: argparse.Namespace) -> Run:
             calls, _ = calls_since(url, seq0)
         finally:
             if bot is not None:
-                stop(bot)
-            stop(emulator)
+                halt(bot)
+            halt(emulator)
         if not complete:
             print(
                 f"  round {round_no}: only {len(first_ok)}/{len(groups)} groups got the notice; bot log tail:\n"
@@ -432,8 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         for proc in list(_procs):
-            stop(proc)
-            _procs.remove(proc)
+            halt(proc)
 
     ratio = statistics.median(r.ratio for r in runs)
     correct = all(r.correct for r in runs)

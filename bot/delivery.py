@@ -79,6 +79,9 @@ class RateLimiter:
         self._sleep = sleep
         self._next_global = 0.0
         self._chats: dict[int, _ChatWindow] = {}
+        # Telegram allows about 30 a second; pacing aims below it, this catches bunching on the way out.
+        self.burst_limit = int(global_per_second) + 1
+        self._recent: deque[float] = deque()
 
     def _window(self, chat_id: int) -> _ChatWindow:
         window = self._chats.get(chat_id)
@@ -94,28 +97,41 @@ class RateLimiter:
         self._next_global = max(self._next_global, self._clock() + seconds)
 
     async def acquire(self, chat_id: int) -> None:
-        """Wait until one more message to ``chat_id`` is within every limit, and count it."""
+        """Wait until one more message to ``chat_id`` is within every limit, and count it.
+
+        The overall slot is reserved before sleeping, so senders go out in the order they asked (a
+        message retried after a 429 is not overtaken by everyone queued behind it)."""
         window = self._window(chat_id)
         async with window.lock:  # keeps each chat's messages in order
-            while True:
-                now = self._clock()
-                earliest = max(now, window.not_before)
-                if chat_id < 0:
-                    while window.sent and window.sent[0] <= now - 60.0:
-                        window.sent.popleft()
-                    if len(window.sent) >= self.group_per_minute:
-                        earliest = max(earliest, window.sent[0] + 60.0)
-                elif window.sent:
-                    earliest = max(earliest, window.sent[-1] + self.private_interval)
-                slot = max(earliest, self._next_global)
-                if slot <= now:
-                    break
-                await self._sleep(slot - now)
-            self._next_global = max(self._next_global, now) + self.global_interval
-            window.sent.append(now)
+            now = self._clock()
+            earliest = max(now, window.not_before)
+            if chat_id < 0:
+                while window.sent and window.sent[0] <= now - 60.0:
+                    window.sent.popleft()
+                if len(window.sent) >= self.group_per_minute:
+                    earliest = max(earliest, window.sent[-self.group_per_minute] + 60.0)
+            elif window.sent:
+                earliest = max(earliest, window.sent[-1] + self.private_interval)
+            slot = max(earliest, self._next_global)
+            self._next_global = slot + self.global_interval
+            window.sent.append(slot)
             if chat_id > 0:
                 while len(window.sent) > 1:
                     window.sent.popleft()
+            if slot > now:
+                await self._sleep(slot - now)
+
+    async def admit(self) -> None:
+        """The last check right before a request leaves: never more than ``burst_limit`` requests in any
+        second, even when work between the reserved slot and the request bunched them together."""
+        while True:
+            now = self._clock()
+            while self._recent and self._recent[0] <= now - 1.0:
+                self._recent.popleft()
+            if len(self._recent) < self.burst_limit:
+                self._recent.append(now)
+                return
+            await self._sleep(self._recent[0] + 1.0 - now)
 
 
 ChatHook = Callable[[int], Awaitable[None]]
@@ -200,6 +216,8 @@ class Delivery:
                 if not await before_send():
                     return Outcome(failure=SKIPPED)
                 before_send = None
+            if limited and numeric_chat is not None:
+                await self.limiter.admit()
             try:
                 return Outcome(result=await self.bot(method))
             except TelegramRetryAfter as error:
