@@ -56,8 +56,7 @@ class NoticeUpdates:
         }
 
     def _post_settled(self, envelope: Envelope) -> None:
-        notice_id = envelope.key.split(":")[1]  # notice:<id>:chat:<pk>
-        self.progress.mark(int(notice_id))
+        self.progress.mark(envelope.args["notice_id"])
 
     async def resume(self) -> None:
         """After a start: correct counts that a restart left stale, and follow unfinished broadcasts."""

@@ -265,10 +265,10 @@ class OutboxWorker:
         outcome = await self.delivery.deliver(method, before_send=claim)
         if outcome.failure == SKIPPED:
             return
-        follow_ups = await self._record(row_id, attempts + 1, kind, envelope, outcome)
+        follow_ups, settled = await self._record(row_id, attempts + 1, kind, envelope, outcome)
         for call in follow_ups:
             await self.delivery.send(call)
-        if outcome.sent or outcome.failure != GAVE_UP or attempts + 1 > len(outbox_service.RETRY_DELAYS):
+        if settled:
             self._done(kind, envelope)
 
     def _reason_to_skip(self, envelope: Envelope, kind: OutboxKind | None) -> str | None:
@@ -280,15 +280,17 @@ class OutboxWorker:
 
     async def _record(
         self, row_id: int, attempts: int, kind: OutboxKind, envelope: Envelope, outcome: Outcome
-    ) -> list[TelegramMethod]:
+    ) -> tuple[list[TelegramMethod], bool]:
+        """Record how the send went; returns the follow-up calls, and whether the row is settled (False
+        while it waits to be tried again)."""
         now = self.clock.now()
         async with self.db.transaction() as session:
             if outcome.sent:
                 message_id = getattr(outcome.result, "message_id", None)
                 await outbox_service.record_sent(session, row_id, message_id, now)
                 if kind.on_sent is not None and outcome.result is not None:
-                    return await kind.on_sent(session, envelope, outcome.result)
-                return []
+                    return await kind.on_sent(session, envelope, outcome.result), True
+                return [], True
             retry_at = await outbox_service.record_failure(
                 session,
                 row_id,
@@ -301,7 +303,7 @@ class OutboxWorker:
             log.warning("outbox message %s (%s) will be tried again at %s", row_id, envelope.key, retry_at)
         elif outcome.failure != FORBIDDEN:
             log.error("outbox message %s (%s) failed: %s %s", row_id, envelope.key, outcome.failure, outcome.detail)
-        return []
+        return [], retry_at is None
 
     @staticmethod
     def _done(kind: OutboxKind | None, envelope: Envelope) -> None:

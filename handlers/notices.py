@@ -29,7 +29,14 @@ from bot.services import people as people_service
 from bot.services import roles as role_service
 from bot.services.errors import DomainError
 from bot.services.notices import Composed
-from handlers.common import explain, quote, refuse_callback, refuse_message, require_committee_message
+from handlers.common import (
+    explain,
+    quote,
+    refuse_callback,
+    refuse_message,
+    require_committee_callback,
+    require_committee_message,
+)
 from storage.models import Notice
 
 if TYPE_CHECKING:
@@ -195,9 +202,7 @@ async def render_post(session: AsyncSession, envelope: Envelope) -> TelegramMeth
 
 
 async def posted(session: AsyncSession, envelope: Envelope, message) -> list[TelegramMethod]:
-    await notice_service.record_posted(session, envelope.args["post_id"], message.message_id)
-    found = await notice_service.post_for(session, envelope.args["post_id"])
-    if found is not None and found[1].pin:
+    if await notice_service.record_posted(session, envelope.args["post_id"], message.message_id):
         return [PinChatMessage(chat_id=message.chat.id, message_id=message.message_id)]
     return []
 
@@ -298,8 +303,7 @@ async def draft_button(callback: CallbackQuery, callback_data: DraftButton, ctx:
     if ctx.chat is None or callback.message is None:
         refuse_callback(ctx, callback, "errors.button_expired")
         return
-    if not await ctx.is_committee():
-        refuse_callback(ctx, callback, "errors.committee_only")
+    if not await require_committee_callback(ctx, callback):
         return
     t, now = ctx.t, ctx.clock.now()
     try:
@@ -337,8 +341,7 @@ async def unschedule_button(callback: CallbackQuery, callback_data: UnscheduleBu
     if ctx.chat is None or callback.message is None:
         refuse_callback(ctx, callback, "errors.button_expired")
         return
-    if not await ctx.is_committee():
-        refuse_callback(ctx, callback, "errors.committee_only")
+    if not await require_committee_callback(ctx, callback):
         return
     try:
         await notice_service.cancel_scheduled(

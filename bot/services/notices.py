@@ -170,7 +170,7 @@ async def _publish_to(session: AsyncSession, notice: Notice, chats: list[Chat], 
             Planned(
                 key=post_key(notice.id, post.chat_id),
                 kind="notice_post",
-                args={"post_id": post.id},
+                args={"post_id": post.id, "notice_id": notice.id},
                 chat_pk=post.chat_id,
                 not_before=notice.send_at,
             )
@@ -261,10 +261,14 @@ async def awaits_ack_from(session: AsyncSession, post: NoticePost, user_id: int)
     return user_id not in await notice_store.acked_user_ids(session, post.id)
 
 
-async def record_posted(session: AsyncSession, post_id: int, message_id: int) -> None:
+async def record_posted(session: AsyncSession, post_id: int, message_id: int) -> bool:
+    """Remember the post's message; returns whether the notice asked to be pinned."""
     post = await notice_store.get_post(session, post_id)
-    if post is not None:
-        post.message_id = message_id
+    if post is None:
+        return False
+    post.message_id = message_id
+    notice = await notice_store.get_notice(session, post.notice_id)
+    return notice is not None and notice.pin
 
 
 async def record_shown(session: AsyncSession, post_id: int, acked: int) -> None:
