@@ -25,13 +25,15 @@ from bot.delivery import Delivery, RateLimiter
 from bot.i18n import SUPPORTED_LANGUAGES, Translator
 from bot.middlewares import ContextMiddleware, InFlight, RosterKeeper, UpdateTransactionMiddleware
 from bot.notice_updates import NoticeUpdates
-from bot.outbox import OutboxWorker
+from bot.outbox import OutboxKind, OutboxWorker
+from bot.scheduler import Scheduler
 from bot.services import chats as chat_service
 from bot.services import people as people_service
 from bot.services.clock import Clock, SystemClock
 from bot.services.maintenance import prune_processed_updates
 from bot.services.roles import Role
 from handlers import build_root_router
+from handlers import schedules as schedule_view
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -91,17 +93,20 @@ class Application:
     in_flight: InFlight
     outbox: OutboxWorker
     notice_updates: NoticeUpdates
+    scheduler: Scheduler
     _housekeeping: asyncio.Task | None = None
 
     async def start_workers(self) -> None:
-        """What runs beside the updates: the outbox, live notice counts, housekeeping."""
+        """What runs beside the updates: the outbox, live notice counts, the schedule timer, housekeeping."""
         await self.outbox.start()
         await self.notice_updates.resume()
+        await self.scheduler.start()
         self._housekeeping = asyncio.create_task(housekeeping(self))
 
     async def close(self) -> None:
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        await self.scheduler.stop()
         await self.outbox.stop()
         await self.dispatcher["roster"].flush()
         await self.bot.session.close()
@@ -165,11 +170,14 @@ def build_application(settings: Settings, *, clock: Clock | None = None) -> Appl
     in_flight = InFlight()
     defaults = {"default_language": settings.default_language, "default_timezone": settings.timezone}
     notice_updates = NoticeUpdates(db, delivery, clock, **defaults)
-    outbox = OutboxWorker(db, delivery, clock, notice_updates.outbox_kinds(), **defaults)
+    kinds = {**notice_updates.outbox_kinds(), "announcement": OutboxKind(schedule_view.render_announcement)}
+    outbox = OutboxWorker(db, delivery, clock, kinds, **defaults)
+    # The timer follows the real clock; with a clock under a test's control, the test runs what is due.
+    scheduler = Scheduler(db, clock, timer=isinstance(clock, SystemClock), **defaults)
     dispatcher = build_dispatcher(
         settings=settings, db=db, delivery=delivery, clock=clock, in_flight=in_flight, notice_updates=notice_updates
     )
-    return Application(settings, db, bot, delivery, dispatcher, clock, in_flight, outbox, notice_updates)
+    return Application(settings, db, bot, delivery, dispatcher, clock, in_flight, outbox, notice_updates, scheduler)
 
 
 async def publish_commands(bot: Bot, default_language: str) -> None:

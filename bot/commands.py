@@ -33,6 +33,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("roster", (GROUP,), Role.COMMITTEE),
     CommandSpec("notice", (GROUP,), Role.COMMITTEE),
     CommandSpec("notices", (GROUP,), Role.COMMITTEE),
+    CommandSpec("schedule", (GROUP,), Role.COMMITTEE),
+    CommandSpec("schedules", (GROUP,), Role.COMMITTEE),
     CommandSpec("broadcast", (PRIVATE, GROUP), Role.COMMITTEE),
     CommandSpec("review", (PRIVATE,)),
     CommandSpec("mydata", (PRIVATE,)),

@@ -14,7 +14,10 @@ def addressed_to_us(message: Message) -> bool:
 
     Most group traffic is members talking to each other; letting it skip every command filter
     of every router keeps that traffic cheap (the roster still sees it, in the middlewares)."""
-    return message.chat.type == "private" or (message.text or "").startswith("/")
+    if message.chat.type == "private" or (message.text or "").startswith("/"):
+        return True
+    replied = message.reply_to_message  # an answer to one of the bot's prompts
+    return replied is not None and replied.from_user is not None and replied.from_user.is_bot
 
 
 def build_root_router() -> Router:
@@ -28,6 +31,7 @@ def build_root_router() -> Router:
         organisation,
         privacy,
         roster,
+        schedules,
         settings,
         start,
     )
@@ -44,6 +48,7 @@ def build_root_router() -> Router:
         roster.build_router(),
         notices.build_router(),
         broadcast.build_router(),
+        schedules.build_router(),
         privacy.build_router(),
         fallback.build_router(),
     )

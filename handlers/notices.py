@@ -18,6 +18,7 @@ from aiogram.types import (
     Message,
     ReplyParameters,
 )
+from bot.services.timephrase import PhraseError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.context import RequestContext
@@ -37,6 +38,7 @@ from handlers.common import (
     require_committee_callback,
     require_committee_message,
 )
+from handlers.timephrases import explain_failure
 from storage.models import Notice
 
 if TYPE_CHECKING:
@@ -283,6 +285,9 @@ async def draft_from_command(
             composed = Composed(composed.kind, composed.text, composed.file_id, send_at)
         origin = ctx.chat.id if ctx.chat is not None else None
         return await notice_service.create_draft(ctx.session, ctx.person.id, origin, composed, now)
+    except PhraseError as error:
+        ctx.replies.add(message.reply(explain_failure(error, ctx.t)))
+        return None
     except DomainError as error:
         ctx.replies.add(message.reply(explain(ctx.t, error)))
         return None

@@ -10,6 +10,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from bot.context import RequestContext
 from bot.i18n import Translator
 from bot.services import chats as chat_service
+from bot.services import schedules as schedule_service
 from bot.services.chats import COMMON_TIMEZONES, QUIET_HOUR_PRESETS, ChatInfo, GroupSettings
 from bot.services.errors import DomainError
 from handlers.common import explain, refuse_callback, require_committee_callback, require_committee_message
@@ -78,6 +79,14 @@ def _current(ctx: RequestContext, chat: ChatInfo) -> tuple[Translator, GroupSett
     return Translator(settings.language), settings
 
 
+async def _change_timezone(ctx: RequestContext, zone: str) -> ChatInfo:
+    """A new time zone moves the group's schedules: their rules now read in it."""
+    chat = await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, timezone=zone)
+    _, settings = _current(ctx, chat)
+    await schedule_service.follow_timezone(ctx.session, chat.id, settings, ctx.clock.now())
+    return chat
+
+
 async def settings_command(message: Message, ctx: RequestContext, command: CommandObject) -> None:
     if ctx.chat is None or not await require_committee_message(ctx, message):
         return
@@ -94,7 +103,7 @@ async def _apply_text_setting(message: Message, ctx: RequestContext, args: str) 
     value = value.strip()
     try:
         if name in ("tz", "timezone", "时区"):
-            chat = await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, timezone=value)
+            chat = await _change_timezone(ctx, value)
         elif name in ("quiet", "免打扰"):
             if value.lower() in ("off", "关", "关闭"):
                 quiet = (None, None)
@@ -128,7 +137,7 @@ async def settings_button(callback: CallbackQuery, callback_data: SettingsButton
             chat = await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, language=value)
         elif action == "tz":
             zone = _pick(COMMON_TIMEZONES, value)
-            chat = await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, timezone=zone)
+            chat = await _change_timezone(ctx, zone)
         elif action == "quiet":
             chat = await chat_service.change_settings(
                 ctx.session, ctx.chat, ctx.person.id, quiet_hours=_pick(QUIET_HOUR_PRESETS, value)

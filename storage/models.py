@@ -283,3 +283,31 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_outbox_status_not_before", "status", "not_before"),)
+
+
+class Schedule(Base):
+    """Something the bot does on a timetable in one group (a recurring announcement, say).
+
+    The rule is kept as its canonical phrase (``bot.services.timephrase.Rule.canonical``) and read in the
+    group's time zone of the moment, so a change of time zone moves the runs still to come. ``next_run_at``
+    is the truth about what is due: the in-process timer is only rebuilt from it.
+    """
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32), default="announcement")
+    rule: Mapped[str] = mapped_column(String(120))
+    text: Mapped[str] = mapped_column(Text, default="")
+    with_ack: Mapped[bool] = mapped_column(Boolean, default=False)  # posts carry the "✅ 收到" button
+    quiet_ok: Mapped[bool] = mapped_column(Boolean, default=False)  # the committee allowed posts in quiet hours
+    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft | active | paused | deleted
+    replaces_id: Mapped[int | None] = mapped_column(Integer)  # a draft that edits this schedule when confirmed
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_schedules_status_next_run", "status", "next_run_at"),)

@@ -64,6 +64,7 @@ class BotHarness:
             await asyncio.sleep(0.01)
             assert await self.app.in_flight.wait_idle(timeout=timeout), "updates still in progress"
         await self.app.dispatcher["roster"].flush()  # sightings are written in batches, a moment later
+        await self.app.scheduler.run_due()  # with a frozen clock the timer is off: fire what is due by now
         await self.app.outbox.drain(timeout)  # what the updates planned to send
         await self.app.notice_updates.flush()  # live counts and progress, without their pauses
         await self.app.outbox.drain(timeout)  # what finishing a broadcast planned

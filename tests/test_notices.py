@@ -177,7 +177,7 @@ async def test_nudge_in_quiet_hours_waits_for_their_end(emulator, bot, clock) ->
 
 async def test_scheduled_notice_goes_out_at_its_time_and_can_be_listed(emulator, bot, clock) -> None:
     await group_with_members(emulator, bot)
-    emulator.send_message(GROUP, SECRETARY, "/notice 2026-11-23 19:30 | 今晚主题党日活动")
+    emulator.send_message(GROUP, SECRETARY, "/notice 今晚七点半 | 今晚主题党日活动")
     await bot.settle()
     draft = last(emulator, GROUP)
     assert "2026-11-23 19:30" in draft["text"]
@@ -206,7 +206,8 @@ async def test_bad_input_gets_a_clear_answer_and_changes_nothing(emulator, bot) 
     await group_with_members(emulator, bot)
     for command, expected in (
         ("/notice", "用法"),
-        ("/notice 2026-13-40 25:00 | 内容", "没看懂时间"),
+        ("/notice 2026-13-40 25:00 | 内容", "没有「2026-13-40」这一天"),
+        ("/notice 每周三 19:30 | 内容", "/schedule"),
         ("/notice 2020-01-01 08:00 | 内容", "已经过去"),
         ("/notice " + "长" * 4001, "太长"),
     ):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -225,6 +225,18 @@ def is_quiet_time(settings: GroupSettings, moment: datetime) -> bool:
     if settings.quiet_start < settings.quiet_end:
         return settings.quiet_start <= local < settings.quiet_end
     return local >= settings.quiet_start or local < settings.quiet_end
+
+
+def quiet_hours_end(settings: GroupSettings, moment: datetime) -> datetime | None:
+    """When the quiet hours that ``moment`` falls in end (None when it is not in quiet hours)."""
+    if not is_quiet_time(settings, moment):
+        return None
+    local = moment.astimezone(settings.zone)
+    hour, minute = (int(part) for part in settings.quiet_end.split(":"))
+    end = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if end <= local:
+        end += timedelta(days=1)
+    return end.astimezone(moment.tzinfo)
 
 
 _TIMEZONES: frozenset[str] | None = None

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.services import chats as chat_service
 from bot.services import outbox as outbox_service
 from bot.services import roster as roster_service
+from bot.services import timephrase
 from bot.services.chats import GroupSettings
 from bot.services.errors import DomainError
 from bot.services.outbox import Planned
@@ -31,10 +32,9 @@ MAX_SCHEDULE_AHEAD = timedelta(days=366)
 NUDGE_INTERVAL = timedelta(minutes=30)
 MENTIONS_PER_MESSAGE = 30
 TITLE_LENGTH = 30
+_TIME_HINT = re.compile(r"[\d零〇一二两三四五六七八九十]|今|明|后天|周|星期|礼拜|tomorrow|today|next|noon", re.I)
 NOT_A_DRAFT = {"published": "notices.already_published", "cancelled": "notices.already_cancelled"}
 BROADCAST_ROLES = ("committee", "secretary")
-# "2026-12-05 19:30", "2026-12-05T19:30", "2026/12/5 7:30"
-_DATE_TIME = re.compile(r"^\s*(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})[ T]+(\d{1,2})[:：](\d{2})\s*$")
 
 
 @dataclass(frozen=True)
@@ -93,17 +93,13 @@ def validate_text(text: str | None, kind: str) -> str:
 
 
 def parse_send_at(phrase: str, zone: ZoneInfo, now: datetime) -> datetime:
-    """A date and time in the group's time zone (ISO style), in the future and within a year."""
-    match = _DATE_TIME.match(phrase)
-    if match is None:
-        raise DomainError("notices.bad_time", value=phrase.strip()[:40])
-    year, month, day, hour, minute = (int(part) for part in match.groups())
-    try:
-        local = datetime(year, month, day, hour, minute, tzinfo=zone)
-    except ValueError:
-        raise DomainError("notices.bad_time", value=phrase.strip()[:40]) from None
-    moment = local.astimezone(now.tzinfo)
-    if moment <= now:
+    """A one-off time phrase ("明天下午3点", "12月5日 19:30", "tomorrow 15:00") in the group's time zone, in
+    the future and within a year. A recurring phrase belongs to /schedule."""
+    rule = timephrase.parse(phrase, now=now, zone=zone)
+    if rule.recurring:
+        raise DomainError("notices.recurring_time")
+    moment = rule.next_after(now - MAX_SCHEDULE_AHEAD, zone)
+    if moment is None or moment <= now:
         raise DomainError("notices.time_past", value=phrase.strip()[:40])
     if moment - now > MAX_SCHEDULE_AHEAD:
         raise DomainError("notices.time_too_far")
@@ -111,10 +107,11 @@ def parse_send_at(phrase: str, zone: ZoneInfo, now: datetime) -> datetime:
 
 
 def split_schedule(args: str) -> tuple[str | None, str]:
-    """``"2026-12-05 19:30 | text"`` → (time phrase, text). A leading part before "|" counts as a time
-    only when it is short and has a digit, so that a "|" inside a notice is left alone."""
+    """``"明天下午3点 | text"`` → (time phrase, text). A leading part before "|" counts as a time only when
+    it is short and looks like one (a digit, a Chinese numeral, a day word), so that a "|" inside a notice
+    is left alone."""
     head, sep, tail = args.partition("|")
-    if sep and len(head.strip()) <= 30 and any(ch.isdigit() for ch in head):
+    if sep and len(head.strip()) <= 30 and _TIME_HINT.search(head):
         return head.strip(), tail.strip()
     return None, args.strip()
 
@@ -198,6 +195,48 @@ async def publish(
     session.add(AuditLog(chat_id=chat_pk, actor_id=actor_id, action="notice_published", detail=str(notice.id)))
     await session.flush()
     return notice
+
+
+async def post_announcement(
+    session: AsyncSession,
+    chat_pk: int,
+    author_id: int | None,
+    text: str,
+    *,
+    key: str,
+    now: datetime,
+    not_before: datetime | None,
+) -> None:
+    """A scheduled announcement that carries the "✅ 收到" button: a published notice of its own, so that
+    confirmations, lists and nudges work as for any notice. ``key`` says which firing it is."""
+    notice = Notice(
+        author_id=author_id,
+        origin_chat_id=chat_pk,
+        kind="text",
+        text=text,
+        status="published",
+        send_at=not_before,
+        created_at=now,
+        published_at=now,
+    )
+    session.add(notice)
+    await session.flush()
+    post = NoticePost(notice_id=notice.id, chat_id=chat_pk)
+    session.add(post)
+    await session.flush()
+    await outbox_service.plan(
+        session,
+        [
+            Planned(
+                key=key,
+                kind="notice_post",
+                args={"post_id": post.id, "notice_id": notice.id},
+                chat_pk=chat_pk,
+                not_before=not_before,
+            )
+        ],
+        now,
+    )
 
 
 async def discard(session: AsyncSession, notice_id: int, actor_id: int) -> None:
@@ -290,18 +329,6 @@ async def status_of(session: AsyncSession, post_id: int, chat_pk: int) -> PostSt
     return PostStatus(post, notice, confirmed, unconfirmed)
 
 
-def _quiet_end(settings: GroupSettings, now: datetime) -> datetime | None:
-    """When the quiet hours that ``now`` falls in end (None when ``now`` is not in quiet hours)."""
-    if not chat_service.is_quiet_time(settings, now):
-        return None
-    local = now.astimezone(settings.zone)
-    hour, minute = (int(part) for part in settings.quiet_end.split(":"))
-    end = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if end <= local:
-        end += timedelta(days=1)
-    return end.astimezone(now.tzinfo)
-
-
 async def nudge(
     session: AsyncSession, post_id: int, chat_pk: int, actor_id: int, settings: GroupSettings, now: datetime
 ) -> NudgeResult:
@@ -318,7 +345,7 @@ async def nudge(
         raise DomainError("notices.nudge_too_soon", minutes=max(1, round(wait.total_seconds() / 60)))
     post.nudges += 1
     post.last_nudge_at = now
-    deferred = _quiet_end(settings, now)
+    deferred = chat_service.quiet_hours_end(settings, now)
     round_key = f"nudge:{post.id}:{post.nudges}"
     targets = status.unconfirmed
     planned = [

@@ -1,0 +1,136 @@
+"""The timer behind schedules (see bot.services.schedules, where the rules and the truth live).
+
+APScheduler (3.x, AsyncIOScheduler, in memory) holds one job per active schedule, id ``schedule:<id>``,
+set to its ``next_run_at``. It is built from the database at start and kept in step with it: every
+committed change to the ``schedules`` table (create, edit, pause, resume, delete, a firing) triggers a
+resync that adds, moves or removes only the jobs that differ. A job that goes off does not carry
+any work itself: it runs ``run_due``, which fires whatever the database says is due. So a stale or
+early job does nothing harmful, and tests with a frozen clock call ``run_due`` directly instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from bot.services import schedules as schedule_service
+from bot.services.clock import Clock
+from storage.changes import on_committed_changes
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    BATCH = 200
+
+    def __init__(
+        self, db: Database, clock: Clock, *, default_language: str, default_timezone: str, timer: bool = True
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.defaults = {"default_language": default_language, "default_timezone": default_timezone}
+        self.timer = timer
+        # misfire_grace_time=None: a job that is late (a busy loop, a suspended host) still runs; whether
+        # the run is still worth sending is the grace window's decision, made from the database.
+        self._aps = AsyncIOScheduler(
+            timezone=UTC, job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
+        )
+        self._jobs: dict[int, datetime] = {}  # what the timer holds: schedule id → run date
+        self._firing = asyncio.Lock()
+        self._resync_task: asyncio.Task | None = None
+        self._resync_again = False
+        self.fired = 0
+        on_committed_changes(self._on_changes)
+
+    # -------------------------------------------------------------------------------- life cycle
+
+    async def start(self) -> None:
+        """Build the timer from the database, then send what came due while the process was down."""
+        if self.timer:
+            self._aps.start()
+        await self.resync()
+        await self.run_due()
+
+    async def stop(self) -> None:
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resync_task
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+
+    @property
+    def job_count(self) -> int:
+        return len(self._aps.get_jobs()) if self.timer else 0
+
+    # -------------------------------------------------------------------------------- firing
+
+    async def run_due(self) -> int:
+        """Fire every schedule that is due now (the arq-style "run everything due" used by tests)."""
+        fired = 0
+        async with self._firing:
+            while True:
+                async with self.db.transaction() as session:
+                    firings = await schedule_service.fire_due(session, self.clock.now(), self.BATCH, **self.defaults)
+                fired += sum(1 for firing in firings if firing.sent is not None)
+                if len(firings) < self.BATCH:
+                    break
+        self.fired += fired
+        return fired
+
+    async def _job(self, schedule_id: int) -> None:
+        self._jobs.pop(schedule_id, None)  # a date job is gone once it ran; let resync put the next one
+        try:
+            await self.run_due()
+        except Exception:
+            log.exception("running due schedules failed")
+            self._request_resync()
+
+    # -------------------------------------------------------------------------------- keeping in step
+
+    def _on_changes(self, tables: frozenset[str]) -> None:
+        if "schedules" in tables and self.timer:
+            self._request_resync()
+
+    def _request_resync(self) -> None:
+        if self._resync_task is not None and not self._resync_task.done():
+            self._resync_again = True  # a burst of changes becomes one more pass
+            return
+        self._resync_task = asyncio.get_running_loop().create_task(self._resync_loop(), name="scheduler-resync")
+
+    async def _resync_loop(self) -> None:
+        while True:
+            self._resync_again = False
+            try:
+                await self.resync()
+            except Exception:
+                log.exception("rebuilding the schedule timer failed")
+            if not self._resync_again:
+                return
+
+    async def resync(self) -> None:
+        """Make the timer hold exactly the database's active schedules at their next run."""
+        if not self.timer:
+            return
+        async with self.db.transaction(read_only=True) as session:
+            wanted = await schedule_service.timetable(session)
+        for schedule_id in self._jobs.keys() - wanted.keys():
+            with contextlib.suppress(JobLookupError):
+                self._aps.remove_job(f"schedule:{schedule_id}")
+        for schedule_id, run_at in wanted.items():
+            if self._jobs.get(schedule_id) != run_at:
+                self._aps.add_job(
+                    self._job,
+                    DateTrigger(run_date=run_at, timezone=UTC),
+                    args=(schedule_id,),
+                    id=f"schedule:{schedule_id}",
+                    replace_existing=True,
+                )
+        self._jobs = wanted

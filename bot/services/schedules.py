@@ -1,0 +1,375 @@
+"""Schedules: recurring announcements now, and the timetable that meetings and lessons will share.
+
+The database holds the truth: each schedule's rule (as a canonical phrase, read in the group's time
+zone of the moment) and its ``next_run_at``. A firing advances ``next_run_at`` and plans its outbox
+message keyed by (schedule, due time) in the same transaction, so a restart can neither lose a firing
+nor send it twice. Firings missed while the process was down are sent once if they are still inside
+their kind's grace window, otherwise skipped and logged; of several missed runs only the latest is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.services import chats as chat_service
+from bot.services import notices as notice_service
+from bot.services import outbox as outbox_service
+from bot.services import timephrase
+from bot.services.chats import GroupSettings
+from bot.services.errors import DomainError
+from bot.services.outbox import Planned
+from bot.services.timephrase import Rule
+from storage import schedules as schedule_store
+from storage.models import AuditLog, Schedule
+
+log = logging.getLogger(__name__)
+
+ANNOUNCEMENT = "announcement"
+# How late a missed firing may still go out, per kind.
+GRACE = {ANNOUNCEMENT: timedelta(hours=1)}
+DEFAULT_GRACE = timedelta(hours=1)
+MIN_INTERVAL = timedelta(hours=1)  # a group allows ~20 bot messages a minute; posts are not a chat
+MAX_PER_CHAT = 30
+MAX_AHEAD = timedelta(days=366)
+PREVIEW_RUNS = 3
+MAX_TEXT_LENGTH = notice_service.MAX_TEXT_LENGTH
+LISTED = ("active", "paused")
+_CATCH_UP_LIMIT = 1000  # runs walked one by one after an outage; beyond that, jump to now
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a schedule will do, shown before it is saved."""
+
+    schedule: Schedule
+    rule: Rule
+    runs: list[datetime]
+    in_quiet_hours: bool  # some of the runs fall in the group's quiet hours
+    workday_fallback: bool  # 工作日 in a year the holiday calendar does not cover yet
+
+
+@dataclass(frozen=True)
+class Firing:
+    schedule_id: int
+    sent: datetime | None  # the due time that was sent (None: nothing sent)
+    skipped: tuple[datetime, ...]  # due times missed beyond the grace window, or coalesced
+
+
+@lru_cache(maxsize=4096)
+def rule_of(canonical: str) -> Rule:
+    """A stored rule. Canonical phrases are absolute, so the moment and zone given to the parser do not
+    matter; they are fixed to keep this a pure function."""
+    return timephrase.parse(canonical, now=datetime(2000, 1, 1, tzinfo=ZoneInfo("UTC")), zone=ZoneInfo("UTC"))
+
+
+def parse_rule(phrase: str, settings: GroupSettings, now: datetime) -> Rule:
+    return timephrase.parse(phrase, now=now, zone=settings.zone)
+
+
+def check_rule(rule: Rule, settings: GroupSettings, now: datetime) -> list[datetime]:
+    """The next runs of a rule fit to be saved; refuses one that never runs, runs too often or too far ahead."""
+    runs = rule.upcoming(now, settings.zone, 6)
+    if not runs:
+        raise DomainError("schedules.never_runs")
+    if runs[0] - now > MAX_AHEAD:
+        raise DomainError("schedules.too_far")
+    if any(later - earlier < MIN_INTERVAL for earlier, later in zip(runs, runs[1:], strict=False)):
+        raise DomainError("schedules.too_often")
+    return runs[:PREVIEW_RUNS]
+
+
+def validate_text(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise DomainError("schedules.empty")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise DomainError("notices.too_long", limit=MAX_TEXT_LENGTH, length=len(text))
+    return text
+
+
+def _preview(schedule: Schedule, rule: Rule, runs: list[datetime], settings: GroupSettings) -> Preview:
+    quiet = any(chat_service.is_quiet_time(settings, run) for run in runs)
+    return Preview(schedule, rule, runs, quiet, rule.uses_workday_fallback(runs, settings.zone))
+
+
+async def create_draft(
+    session: AsyncSession,
+    chat_pk: int,
+    author_id: int,
+    rule: Rule,
+    text: str,
+    settings: GroupSettings,
+    now: datetime,
+    *,
+    replaces: Schedule | None = None,
+) -> Preview:
+    """A schedule to be confirmed (or the edit of ``replaces``, applied when confirmed)."""
+    runs = check_rule(rule, settings, now)
+    text = validate_text(text)
+    if replaces is None and await schedule_store.count_listed(session, chat_pk) >= MAX_PER_CHAT:
+        raise DomainError("schedules.too_many", limit=MAX_PER_CHAT)
+    draft = Schedule(
+        chat_id=chat_pk,
+        kind=ANNOUNCEMENT,
+        rule=rule.canonical(),
+        text=text,
+        with_ack=replaces.with_ack if replaces else False,
+        status="draft",
+        replaces_id=replaces.id if replaces else None,
+        created_by=author_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(draft)
+    await session.flush()
+    return _preview(draft, rule, runs, settings)
+
+
+async def start_guided(
+    session: AsyncSession, chat_pk: int, author_id: int, rule: Rule, settings: GroupSettings, now: datetime
+) -> Schedule:
+    """A draft whose rule was chosen with buttons; its text comes next, as a reply (``fill_guided``)."""
+    check_rule(rule, settings, now)
+    if await schedule_store.count_listed(session, chat_pk) >= MAX_PER_CHAT:
+        raise DomainError("schedules.too_many", limit=MAX_PER_CHAT)
+    draft = Schedule(
+        chat_id=chat_pk,
+        kind=ANNOUNCEMENT,
+        rule=rule.canonical(),
+        text="",
+        status="draft",
+        created_by=author_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(draft)
+    await session.flush()
+    return draft
+
+
+async def fill_guided(
+    session: AsyncSession, draft_id: int, chat_pk: int, text: str, settings: GroupSettings, now: datetime
+) -> Preview:
+    draft = await get_in_chat(session, draft_id, chat_pk)
+    if draft.status != "draft":
+        raise DomainError("schedules.already_saved")
+    draft.text = validate_text(text)
+    rule = rule_of(draft.rule)
+    return _preview(draft, rule, check_rule(rule, settings, now), settings)
+
+
+async def get_in_chat(session: AsyncSession, schedule_id: int, chat_pk: int) -> Schedule:
+    """The group's own schedule; anything else (another group's, a deleted one) is an expired button."""
+    schedule = await session.get(Schedule, schedule_id)
+    if schedule is None or schedule.chat_id != chat_pk or schedule.status == "deleted":
+        raise DomainError("errors.button_expired")
+    return schedule
+
+
+async def confirm(
+    session: AsyncSession,
+    schedule_id: int,
+    actor_id: int,
+    chat_pk: int,
+    settings: GroupSettings,
+    now: datetime,
+    *,
+    with_ack: bool,
+    quiet_ok: bool,
+) -> Schedule:
+    """Save a draft: a new schedule becomes active; an edit is applied to the schedule it replaces."""
+    draft = await get_in_chat(session, schedule_id, chat_pk)
+    if draft.status != "draft":
+        raise DomainError("schedules.already_saved")
+    rule = rule_of(draft.rule)
+    runs = check_rule(rule, settings, now)  # time has passed since the preview
+    if any(chat_service.is_quiet_time(settings, run) for run in runs) and not quiet_ok:
+        raise DomainError("schedules.quiet_not_confirmed")
+    target = draft
+    if draft.replaces_id is not None:
+        target = await get_in_chat(session, draft.replaces_id, chat_pk)
+        if target.status not in LISTED:
+            raise DomainError("errors.button_expired")
+        target.rule, target.text = draft.rule, draft.text
+        draft.status = "deleted"
+    else:
+        target.status = "active"
+    target.with_ack = with_ack
+    target.quiet_ok = quiet_ok
+    target.updated_at = now
+    if target.status == "active":
+        target.next_run_at = runs[0]
+    action = "schedule_edited" if target is not draft else "schedule_created"
+    session.add(AuditLog(chat_id=chat_pk, actor_id=actor_id, action=action, detail=f"{target.id} {target.rule}"))
+    await session.flush()
+    return target
+
+
+async def discard(session: AsyncSession, schedule_id: int, chat_pk: int) -> None:
+    draft = await get_in_chat(session, schedule_id, chat_pk)
+    if draft.status != "draft":
+        raise DomainError("schedules.already_saved")
+    draft.status = "deleted"
+    await session.flush()
+
+
+async def set_paused(
+    session: AsyncSession,
+    schedule_id: int,
+    actor_id: int,
+    chat_pk: int,
+    settings: GroupSettings,
+    now: datetime,
+    *,
+    paused: bool,
+) -> Schedule:
+    schedule = await get_in_chat(session, schedule_id, chat_pk)
+    if schedule.status not in LISTED:
+        raise DomainError("errors.button_expired")
+    if paused:
+        schedule.status, schedule.next_run_at = "paused", None
+    else:
+        # Runs missed while paused are not owed: resume from now.
+        next_run = rule_of(schedule.rule).next_after(now, settings.zone)
+        if next_run is None:
+            raise DomainError("schedules.never_runs")
+        schedule.status, schedule.next_run_at = "active", next_run
+    schedule.updated_at = now
+    action = "schedule_paused" if paused else "schedule_resumed"
+    session.add(AuditLog(chat_id=chat_pk, actor_id=actor_id, action=action, detail=str(schedule.id)))
+    await session.flush()
+    return schedule
+
+
+async def delete(session: AsyncSession, schedule_id: int, actor_id: int, chat_pk: int, now: datetime) -> Schedule:
+    schedule = await get_in_chat(session, schedule_id, chat_pk)
+    schedule.status, schedule.next_run_at, schedule.updated_at = "deleted", None, now
+    session.add(AuditLog(chat_id=chat_pk, actor_id=actor_id, action="schedule_deleted", detail=str(schedule.id)))
+    await session.flush()
+    return schedule
+
+
+async def listed(session: AsyncSession, chat_pk: int) -> list[Schedule]:
+    return await schedule_store.listed(session, chat_pk, LISTED)
+
+
+async def follow_timezone(session: AsyncSession, chat_pk: int, settings: GroupSettings, now: datetime) -> int:
+    """After a group's time zone changed: its rules now read in the new zone, so the next runs move."""
+    moved = 0
+    for schedule in await schedule_store.active_in_chat(session, chat_pk):
+        schedule.next_run_at = rule_of(schedule.rule).next_after(now, settings.zone)
+        if schedule.next_run_at is None:
+            schedule.status = "done"
+        moved += 1
+    await session.flush()
+    return moved
+
+
+async def timetable(session: AsyncSession) -> dict[int, datetime]:
+    """Every active schedule's next run: what the in-process timer is built from."""
+    return await schedule_store.timetable(session)
+
+
+def grace_of(kind: str) -> timedelta:
+    return GRACE.get(kind, DEFAULT_GRACE)
+
+
+async def fire_due(
+    session: AsyncSession, now: datetime, limit: int, *, default_language: str, default_timezone: str
+) -> list[Firing]:
+    """Fire up to ``limit`` schedules that are due, earliest first, so that two runs due at once in one
+    group are planned (and so sent) in their order. A group the bot has left gets nothing, but its
+    schedules still move on."""
+    firings = []
+    for schedule in await schedule_store.due(session, now, limit):
+        chat = await chat_service.get_chat_by_pk(session, schedule.chat_id)
+        settings = chat_service.settings_of(chat, default_language=default_language, default_timezone=default_timezone)
+        firings.append(await fire(session, schedule, settings, now, send=chat is not None and chat.is_active))
+    return firings
+
+
+async def fire(
+    session: AsyncSession, schedule: Schedule, settings: GroupSettings, now: datetime, *, send: bool = True
+) -> Firing:
+    """Handle a schedule whose ``next_run_at`` has come: plan the latest due run if it is inside the grace
+    window, skip the others, and move ``next_run_at`` past ``now``."""
+    rule, zone = rule_of(schedule.rule), settings.zone
+    due_runs: list[datetime] = []
+    run = schedule.next_run_at
+    while run is not None and run <= now and len(due_runs) < _CATCH_UP_LIMIT:
+        due_runs.append(run)
+        run = rule.next_after(run, zone)
+    if run is not None and run <= now:  # a very long outage: the rest are skipped wholesale
+        run = rule.next_after(now, zone)
+    latest = due_runs[-1] if due_runs else None
+    sent = latest if latest is not None and now - latest <= grace_of(schedule.kind) else None
+    skipped = tuple(moment for moment in due_runs if moment != sent)
+    if sent is not None and not send:
+        log.info("schedule %s: group %s is inactive, run %s not sent", schedule.id, schedule.chat_id, sent.isoformat())
+        sent = None
+    if sent is not None:
+        await _plan_post(session, schedule, sent, settings, now)
+        schedule.last_run_at = sent
+    schedule.next_run_at = run
+    if run is None:
+        schedule.status = "done"
+    if skipped:
+        log.warning(
+            "schedule %s in chat %s: %s run(s) missed beyond the grace window, skipped (latest %s)",
+            schedule.id,
+            schedule.chat_id,
+            len(skipped),
+            skipped[-1].isoformat(),
+        )
+        session.add(
+            AuditLog(
+                chat_id=schedule.chat_id,
+                action="schedule_skipped",
+                detail=f"{schedule.id} {len(skipped)} {skipped[-1].isoformat()}",
+            )
+        )
+    return Firing(schedule.id, sent, skipped)
+
+
+def firing_key(schedule_id: int, due_at: datetime) -> str:
+    return f"schedule:{schedule_id}:{due_at.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+async def _plan_post(
+    session: AsyncSession, schedule: Schedule, due_at: datetime, settings: GroupSettings, now: datetime
+) -> None:
+    # A post that would land in quiet hours waits for their end, unless the committee allowed it.
+    not_before = None if schedule.quiet_ok else chat_service.quiet_hours_end(settings, now)
+    key = firing_key(schedule.id, due_at)
+    if schedule.with_ack:
+        await notice_service.post_announcement(
+            session, schedule.chat_id, schedule.created_by, schedule.text, key=key, now=now, not_before=not_before
+        )
+        return
+    await outbox_service.plan(
+        session,
+        [
+            Planned(
+                key=key,
+                kind=ANNOUNCEMENT,
+                args={"schedule_id": schedule.id, "due": due_at.isoformat()},
+                chat_pk=schedule.chat_id,
+                not_before=not_before,
+            )
+        ],
+        now,
+    )
+
+
+async def announcement_to_send(session: AsyncSession, schedule_id: int) -> Schedule | None:
+    """The schedule behind a planned post, unless it was paused or deleted before the post went out."""
+    schedule = await session.get(Schedule, schedule_id)
+    if schedule is None or schedule.status not in ("active", "done"):
+        return None
+    return schedule

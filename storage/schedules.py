@@ -1,0 +1,51 @@
+"""Queries on the schedules table (see ``Schedule``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Schedule
+
+
+async def count_listed(session: AsyncSession, chat_pk: int) -> int:
+    result = await session.execute(
+        select(func.count())
+        .select_from(Schedule)
+        .where(Schedule.chat_id == chat_pk, Schedule.status.in_(("active", "paused")))
+    )
+    return result.scalar_one()
+
+
+async def listed(session: AsyncSession, chat_pk: int, statuses: tuple[str, ...]) -> list[Schedule]:
+    result = await session.execute(
+        select(Schedule)
+        .where(Schedule.chat_id == chat_pk, Schedule.status.in_(statuses))
+        .order_by(Schedule.next_run_at.is_(None), Schedule.next_run_at, Schedule.id)
+    )
+    return list(result.scalars())
+
+
+async def active_in_chat(session: AsyncSession, chat_pk: int) -> list[Schedule]:
+    result = await session.execute(select(Schedule).where(Schedule.chat_id == chat_pk, Schedule.status == "active"))
+    return list(result.scalars())
+
+
+async def timetable(session: AsyncSession) -> dict[int, datetime]:
+    result = await session.execute(
+        select(Schedule.id, Schedule.next_run_at).where(Schedule.status == "active", Schedule.next_run_at.is_not(None))
+    )
+    return {schedule_id: next_run for schedule_id, next_run in result.all()}
+
+
+async def due(session: AsyncSession, now: datetime, limit: int) -> list[Schedule]:
+    """Active schedules whose next run has come, earliest first (ties in the order they were made)."""
+    result = await session.execute(
+        select(Schedule)
+        .where(Schedule.status == "active", Schedule.next_run_at <= now)
+        .order_by(Schedule.next_run_at, Schedule.id)
+        .limit(limit)
+    )
+    return list(result.scalars())
