@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # One "Added job" line per schedule at every start, and two lines per firing, say nothing useful.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         asyncio.run(COMMANDS[args.command](settings))
     except (ConfigError, StartupError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -53,9 +53,9 @@ class Scheduler:
 
     async def start(self) -> None:
         """Build the timer from the database, then send what came due while the process was down."""
+        await self.resync()  # jobs added before the start are queued, not woken for one by one
         if self.timer:
             self._aps.start()
-        await self.resync()
         await self.run_due()
 
     async def stop(self) -> None:

@@ -120,6 +120,8 @@ def preview(t: Translator, notice: Notice, audience: int, settings) -> tuple[str
         if notice.send_at
         else t("notices.preview_now")
     )
+    if notice.send_at and chat_service.is_quiet_time(settings, notice.send_at):
+        when += "\n" + t("notices.quiet_warning", start=settings.quiet_start, end=settings.quiet_end)
     kind = "" if notice.kind == "text" else t(f"notices.kind_{notice.kind}") + " "
     text = t("notices.preview", audience=audience, when=when) + "\n\n" + kind + post_text(t, notice)
     scheduled = notice.send_at is not None

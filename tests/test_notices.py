@@ -177,9 +177,13 @@ async def test_nudge_in_quiet_hours_waits_for_their_end(emulator, bot, clock) ->
 
 async def test_scheduled_notice_goes_out_at_its_time_and_can_be_listed(emulator, bot, clock) -> None:
     await group_with_members(emulator, bot)
+    emulator.send_message(GROUP, SECRETARY, "/notice 今晚11点 | 夜间通知")  # in quiet hours: said so
+    await bot.settle()
+    assert "免打扰时段（22:00–07:00）" in last(emulator, GROUP)["text"]
     emulator.send_message(GROUP, SECRETARY, "/notice 今晚七点半 | 今晚主题党日活动")
     await bot.settle()
     draft = last(emulator, GROUP)
+    assert "免打扰" not in draft["text"]
     assert "2026-11-23 19:30" in draft["text"]
     emulator.press_button(GROUP, SECRETARY, draft["message_id"], button_data(draft, "⏰"))
     await bot.settle()
