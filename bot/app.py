@@ -29,6 +29,7 @@ from bot.outbox import OutboxKind, OutboxWorker
 from bot.scheduler import Scheduler
 from bot.services import chats as chat_service
 from bot.services import people as people_service
+from bot.services import schedules as schedule_service
 from bot.services.clock import Clock, SystemClock
 from bot.services.maintenance import prune_processed_updates
 from bot.services.roles import Role
@@ -210,7 +211,8 @@ async def housekeeping(app: Application) -> None:
         try:
             async with app.db.transaction() as session:
                 pruned = await prune_processed_updates(session, app.clock.now())
-            log.info("housekeeping: forgot %s old update ids", pruned)
+                drafts = await schedule_service.forget_stale_drafts(session, app.clock.now())
+            log.info("housekeeping: forgot %s old update ids and %s stale schedule drafts", pruned, drafts)
         except Exception:
             log.exception("housekeeping failed")
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)

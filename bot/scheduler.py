@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.services import schedules as schedule_service
 from bot.services.clock import Clock
@@ -25,6 +26,9 @@ from storage.changes import on_committed_changes
 from storage.db import Database
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER = timedelta(seconds=30)
+SWEEP_SECONDS = 60
 
 
 class Scheduler:
@@ -55,8 +59,15 @@ class Scheduler:
         """Build the timer from the database, then send what came due while the process was down."""
         await self.resync()  # jobs added before the start are queued, not woken for one by one
         if self.timer:
+            # A sweep now and then: should a job ever go missing (a resync that failed), a due firing is
+            # still found in the database within a minute.
+            self._aps.add_job(self._job, IntervalTrigger(seconds=SWEEP_SECONDS), args=(0,), id="schedule-sweep")
             self._aps.start()
-        await self.run_due()
+        try:
+            await self.run_due()
+        except Exception:  # the bot still starts; the timer tries again
+            log.exception("running due schedules at start failed")
+            self._retry_later()
 
     async def stop(self) -> None:
         if self._resync_task is not None:
@@ -68,7 +79,8 @@ class Scheduler:
 
     @property
     def job_count(self) -> int:
-        return len(self._aps.get_jobs()) if self.timer else 0
+        """Jobs the timer holds for schedules (the sweep and a retry not counted)."""
+        return sum(1 for job in self._aps.get_jobs() if job.id.startswith("schedule:")) if self.timer else 0
 
     # -------------------------------------------------------------------------------- firing
 
@@ -91,7 +103,18 @@ class Scheduler:
             await self.run_due()
         except Exception:
             log.exception("running due schedules failed")
-            self._request_resync()
+            self._retry_later()
+
+    def _retry_later(self) -> None:
+        """After a failure (the database away, say): look again in a while, not at once and in a loop."""
+        if self.timer:
+            self._aps.add_job(
+                self._job,
+                DateTrigger(run_date=datetime.now(UTC) + RETRY_AFTER, timezone=UTC),
+                args=(0,),  # no schedule of its own: it runs whatever is due, and on failure comes back
+                id="schedule-retry",
+                replace_existing=True,
+            )
 
     # -------------------------------------------------------------------------------- keeping in step
 

@@ -18,7 +18,6 @@ from aiogram.types import (
     Message,
     ReplyParameters,
 )
-from bot.services.timephrase import PhraseError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.context import RequestContext
@@ -30,6 +29,7 @@ from bot.services import people as people_service
 from bot.services import roles as role_service
 from bot.services.errors import DomainError
 from bot.services.notices import Composed
+from bot.services.timephrase import PhraseError
 from handlers.common import (
     explain,
     quote,
@@ -277,7 +277,7 @@ async def draft_from_command(
         if message.reply_to_message is not None:
             phrase, composed = args or None, _composed_from(message.reply_to_message)
         else:
-            phrase, text = notice_service.split_schedule(args)
+            phrase, text = notice_service.split_schedule(args, ctx.group_settings.zone, now)
             if not text:
                 refuse_message(ctx, message, usage_key)
                 return None

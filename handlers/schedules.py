@@ -16,7 +16,6 @@ from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import SendMessage, TelegramMethod
 from aiogram.types import CallbackQuery, ForceReply, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from bot.services.timephrase import PhraseError, Rule
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.context import RequestContext
@@ -24,6 +23,7 @@ from bot.i18n import Translator
 from bot.services import schedules as schedule_service
 from bot.services.chats import GroupSettings
 from bot.services.errors import DomainError
+from bot.services.timephrase import PhraseError, Rule
 from handlers.common import explain, quote, refuse_callback, require_committee_callback, require_committee_message
 from handlers.timephrases import describe, explain_failure
 from storage.models import Schedule
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from bot.outbox import Envelope
 
 TEXT_SHOWN = 60
+PANEL_TEXT_SHOWN = 500
 # The prompts the bot asks a reply to: "✏️ … #12" (edit a schedule), "📝 … #12" (text of a guided draft).
 EDIT_MARK, GUIDED_MARK = "✏️", "📝"
 PROMPT = re.compile(rf"^({EDIT_MARK}|{GUIDED_MARK})[^#\n]*#(\d+)")
@@ -72,8 +73,8 @@ def _local(moment: datetime, settings: GroupSettings, t: Translator) -> str:
     return f"{local:%Y-%m-%d} {t(f'timephrase.weekday_short_{local.weekday()}')} {local:%H:%M}"
 
 
-def _snippet(text: str) -> str:
-    return quote(text if len(text) <= TEXT_SHOWN else text[:TEXT_SHOWN] + "…")
+def _snippet(text: str, length: int = TEXT_SHOWN) -> str:
+    return quote(text if len(text) <= length else text[:length] + "…")
 
 
 def preview_view(t: Translator, preview: schedule_service.Preview, settings: GroupSettings):
@@ -149,7 +150,7 @@ def panel_view(t: Translator, schedule: Schedule, settings: GroupSettings):
     if schedule.next_run_at is not None:
         lines.append(t("schedules.next_line", time=_local(schedule.next_run_at, settings, t)))
     lines.append(t("schedules.ack_yes" if schedule.with_ack else "schedules.ack_no"))
-    lines += ["", quote(schedule.text)]
+    lines += ["", _snippet(schedule.text, PANEL_TEXT_SHOWN)]  # a panel is edited in place: stay far below 4096
     sid = schedule.id
     toggle = ("schedules.resume", "resume") if paused else ("schedules.pause", "pause")
     keyboard = InlineKeyboardMarkup(
@@ -193,6 +194,19 @@ def guide_view(t: Translator, rhythm: str = ""):
     return text, InlineKeyboardMarkup(inline_keyboard=rows)
 
 
+def _prompt(ctx: RequestContext, callback: CallbackQuery, text: str, placeholder: str) -> SendMessage:
+    """A message whose reply the bot waits for. It mentions the one who pressed the button, so that the
+    reply field opens for them only (a selective ForceReply), in the same forum topic."""
+    user = callback.from_user
+    mention = f'<a href="tg://user?id={user.id}">{quote(user.full_name)}</a>'
+    return SendMessage(
+        chat_id=ctx.chat.telegram_id,
+        message_thread_id=callback.message.message_thread_id if callback.message else None,
+        text=f"{text}\n{mention}",
+        reply_markup=ForceReply(selective=True, input_field_placeholder=placeholder[:64]),
+    )
+
+
 def _explain(t: Translator, error: DomainError, *, html: bool = True) -> str:
     if isinstance(error, PhraseError):
         return explain_failure(error, t)
@@ -203,10 +217,9 @@ def _explain(t: Translator, error: DomainError, *, html: bool = True) -> str:
 
 
 async def render_announcement(session: AsyncSession, envelope: Envelope) -> TelegramMethod | None:
-    schedule = await schedule_service.announcement_to_send(session, envelope.args["schedule_id"])
-    if schedule is None:
+    if not await schedule_service.still_wanted(session, envelope.args["schedule_id"]):
         return None
-    text = envelope.t("schedules.post_header") + "\n\n" + quote(schedule.text)
+    text = envelope.t("schedules.post_header") + "\n\n" + quote(envelope.args["text"])
     return SendMessage(chat_id=envelope.recipient, text=text)
 
 
@@ -325,13 +338,7 @@ async def manage_button(callback: CallbackQuery, callback_data: ManageButton, ct
                 id=schedule.id,
                 rule=quote(describe(schedule_service.rule_of(schedule.rule), t)),
             )
-            ctx.replies.add(
-                SendMessage(
-                    chat_id=ctx.chat.telegram_id,
-                    text=prompt,
-                    reply_markup=ForceReply(selective=True, input_field_placeholder=t("schedules.edit_placeholder")),
-                )
-            )
+            ctx.replies.add(_prompt(ctx, callback, prompt, t("schedules.edit_placeholder")))
             ctx.replies.add(callback.answer())
             return
         else:
@@ -350,7 +357,7 @@ async def guide_button(callback: CallbackQuery, callback_data: GuideButton, ctx:
     if not await require_committee_callback(ctx, callback):
         return
     t, rhythm, code = ctx.t, callback_data.rhythm, callback_data.time
-    if rhythm and rhythm not in RHYTHMS or code and code not in GUIDED_TIMES:
+    if (rhythm or code) and rhythm not in RHYTHMS or code and code not in GUIDED_TIMES:
         refuse_callback(ctx, callback, "errors.button_expired")
         return
     if not code:
@@ -368,23 +375,18 @@ async def guide_button(callback: CallbackQuery, callback_data: GuideButton, ctx:
         ctx.replies.add(callback.answer(_explain(t, error, html=False), show_alert=True))
         return
     ctx.replies.add(callback.message.edit_text(t("schedules.guide_chosen", rule=quote(describe(rule, t)))))
-    ctx.replies.add(
-        SendMessage(
-            chat_id=ctx.chat.telegram_id,
-            text=t("schedules.guide_prompt", mark=GUIDED_MARK, id=draft.id, rule=quote(describe(rule, t))),
-            reply_markup=ForceReply(selective=True, input_field_placeholder=t("schedules.guide_placeholder")),
-        )
-    )
+    prompt = t("schedules.guide_prompt", mark=GUIDED_MARK, id=draft.id, rule=quote(describe(rule, t)))
+    ctx.replies.add(_prompt(ctx, callback, prompt, t("schedules.guide_placeholder")))
     ctx.replies.add(callback.answer())
 
 
 async def prompt_reply(message: Message, ctx: RequestContext) -> None:
     """The text a prompt asked for: a guided draft's announcement, or the edit of a schedule."""
     prompt = message.reply_to_message
-    if ctx.chat is None or prompt is None or prompt.from_user is None or prompt.from_user.id != message.bot.id:
-        return
     found = PROMPT.match(prompt.text or "")
-    if found is None or not await require_committee_message(ctx, message):
+    if ctx.chat is None or found is None or prompt.from_user.id != message.bot.id:
+        return
+    if not await require_committee_message(ctx, message):
         return
     t, now, settings = ctx.t, ctx.clock.now(), ctx.group_settings
     mark, target_id, answer = found.group(1), int(found.group(2)), (message.text or "").strip()
@@ -392,7 +394,9 @@ async def prompt_reply(message: Message, ctx: RequestContext) -> None:
         if mark == GUIDED_MARK:
             preview = await schedule_service.fill_guided(ctx.session, target_id, ctx.chat.id, answer, settings, now)
         else:
-            preview = await _edit_draft(ctx, target_id, answer, settings, now)
+            preview = await schedule_service.edit_draft(
+                ctx.session, target_id, ctx.chat.id, ctx.person.id, answer, settings, now
+            )
     except DomainError as error:
         ctx.replies.add(message.reply(_explain(t, error)))
         return
@@ -400,28 +404,14 @@ async def prompt_reply(message: Message, ctx: RequestContext) -> None:
     ctx.replies.add(message.reply(body, reply_markup=keyboard))
 
 
-async def _edit_draft(ctx: RequestContext, schedule_id: int, answer: str, settings: GroupSettings, now: datetime):
-    """ "new time | new text"; an empty side keeps what the schedule has."""
-    original = await schedule_service.get_in_chat(ctx.session, schedule_id, ctx.chat.id)
-    phrase, sep, text = answer.partition("|")
-    if not sep:
-        raise DomainError("schedules.edit_usage")
-    rule = (
-        schedule_service.parse_rule(phrase, settings, now)
-        if phrase.strip()
-        else schedule_service.rule_of(original.rule)
-    )
-    return await schedule_service.create_draft(
-        ctx.session, ctx.chat.id, ctx.person.id, rule, text.strip() or original.text, settings, now, replaces=original
-    )
-
-
 def build_router() -> Router:
     router = Router(name="schedules")
     groups = F.chat.type.in_({"group", "supergroup"})
     router.message.register(schedule_command, Command("schedule"), groups)
     router.message.register(schedules_command, Command("schedules"), groups)
-    router.message.register(prompt_reply, groups, F.reply_to_message.from_user.is_bot, F.text)
+    router.message.register(
+        prompt_reply, groups, F.text, F.reply_to_message.from_user.is_bot, F.reply_to_message.text.regexp(PROMPT)
+    )
     router.callback_query.register(draft_button, DraftButton.filter())
     router.callback_query.register(manage_button, ManageButton.filter())
     router.callback_query.register(guide_button, GuideButton.filter())

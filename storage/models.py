@@ -298,7 +298,7 @@ class Schedule(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(32), default="announcement")
-    rule: Mapped[str] = mapped_column(String(120))
+    rule: Mapped[str] = mapped_column(String(255))
     text: Mapped[str] = mapped_column(Text, default="")
     with_ack: Mapped[bool] = mapped_column(Boolean, default=False)  # posts carry the "✅ 收到" button
     quiet_ok: Mapped[bool] = mapped_column(Boolean, default=False)  # the committee allowed posts in quiet hours

@@ -75,6 +75,15 @@ async def cancel_pending(session: AsyncSession, keys: Iterable[str]) -> int:
     return result.rowcount or 0
 
 
+async def cancel_pending_with_prefix(session: AsyncSession, key_prefix: str) -> int:
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.dedupe_key.startswith(key_prefix, autoescape=True), OutboxMessage.status == "pending")
+        .values(status="skipped", error="cancelled")
+    )
+    return result.rowcount or 0
+
+
 async def status_counts(session: AsyncSession, key_prefix: str) -> dict[str, int]:
     result = await session.execute(
         select(OutboxMessage.status, func.count())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Schedule
@@ -47,5 +47,18 @@ async def due(session: AsyncSession, now: datetime, limit: int) -> list[Schedule
         .where(Schedule.status == "active", Schedule.next_run_at <= now)
         .order_by(Schedule.next_run_at, Schedule.id)
         .limit(limit)
+        # PostgreSQL: a row being changed (or fired by another process) is left for the next pass.
+        .with_for_update(skip_locked=True)
     )
     return list(result.scalars())
+
+
+async def delete_drafts_before(session: AsyncSession, moment: datetime) -> int:
+    result = await session.execute(
+        delete(Schedule).where(
+            Schedule.updated_at < moment,
+            # previews never saved, and the drafts that carried an edit (their schedule holds it now)
+            or_(Schedule.status == "draft", and_(Schedule.status == "deleted", Schedule.replaces_id.is_not(None))),
+        )
+    )
+    return result.rowcount or 0

@@ -274,3 +274,26 @@ async def test_outbox_plans_once_and_marks_interrupted_sends_unknown(db) -> None
         assert retry_at is not None and await outbox_service.due(session, DAYTIME, 10) == []
         assert await outbox_service.record_failure(session, other, 5, "gave_up", DAYTIME, retry=True) is None
         assert (await outbox_service.load(session, other)).status == "failed"
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        ("明天下午3点 | 学习通知", "明天下午3点"),
+        ("2026-13-40 25:00 | 内容", "2026-13-40 25:00"),  # meant as a time: refused, not published as text
+        ("明天下午三点半呀 | 内容", "明天下午三点半呀"),  # a clock time was read: meant as a time
+        ("第一党支部 | 通知", None),
+        ("关于开展三会一课的通知 | 各位党员", None),
+        ("周五前交材料 | 请按时提交", None),
+        ("Next steps | please read", None),
+        ("没有竖线的通知", None),
+    ],
+)
+def test_a_bar_splits_off_a_time_only_when_one_was_meant(args: str, phrase: str | None) -> None:
+    from zoneinfo import ZoneInfo
+
+    from bot.services.notices import split_schedule
+
+    head, text = split_schedule(args, ZoneInfo("Asia/Shanghai"), DAYTIME)
+    assert head == phrase
+    assert text == (args.partition("|")[2].strip() if phrase else args)

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.services import chats as chat_service
+from bot.services import schedules as schedule_service
 from bot.services.clock import FrozenClock
 from storage.db import Database
 from storage.migrate import upgrade_to_head
@@ -75,6 +76,10 @@ def last(emulator: BotAPIEmulator) -> dict:
 
 def posts(emulator: BotAPIEmulator) -> list[str]:
     return [m["text"] for m in emulator.sent_messages(GROUP) if m.get("text", "").startswith("📅 定时公告\n")]
+
+
+def alerts(emulator: BotAPIEmulator) -> list[str]:
+    return [call.params.get("text", "") for call in emulator.calls_of("answerCallbackQuery") if call.params.get("text")]
 
 
 def asks_for_reply(emulator: BotAPIEmulator) -> bool:
@@ -236,6 +241,21 @@ async def test_quiet_hours_need_an_explicit_yes_and_defer_otherwise(emulator, bo
     assert posts(emulator)[-1].endswith("明日排班")
 
 
+async def test_pausing_stops_a_post_that_waits_out_quiet_hours(emulator, bot, clock) -> None:
+    panel = await create(emulator, bot, "每天 21:30 | 明日排班", save="💾 保存（带✅收到）")
+    emulator.send_message(GROUP, SECRETARY, "/settings quiet 21:00-08:00")
+    await bot.settle()
+    clock.set(datetime(2026, 11, 23, 13, 30, tzinfo=UTC))  # 21:30: fired, the post waits for 08:00
+    await bot.settle()
+    await press(emulator, bot, panel, "⏸")
+    clock.set(datetime(2026, 11, 24, 0, 0, tzinfo=UTC))  # 08:00
+    bot.app.outbox.wake()
+    await bot.settle()
+    assert not [m for m in emulator.sent_messages(GROUP) if "明日排班" in m.get("text", "") and "📢" in m["text"]]
+    async with bot.app.db.transaction() as session:
+        assert list(await session.scalars(select(OutboxMessage.status))) == ["skipped"]
+
+
 async def test_guided_schedule_with_buttons(emulator, bot, clock) -> None:
     emulator.send_message(GROUP, SECRETARY, "/schedule")
     await bot.settle()
@@ -254,6 +274,31 @@ async def test_guided_schedule_with_buttons(emulator, bot, clock) -> None:
     [schedule] = await schedules_in_db(bot)
     assert schedule.status == "active" and schedule.text == "今日安全生产提醒"
     assert schedule.next_run_at == datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+
+
+async def test_a_broken_schedule_is_paused_and_holds_back_no_other(emulator, bot, clock) -> None:
+    await create(emulator, bot, "每周三 19:30 | 正常的")
+    async with bot.app.db.transaction() as session:
+        [good] = list((await session.execute(select(Schedule))).scalars())
+        session.add(  # a row whose rule cannot be read back (written by hand, say), due first
+            Schedule(chat_id=good.chat_id, rule="garbage", text="坏的", status="active", next_run_at=MONDAY_MORNING)
+        )
+    clock.set(WEDNESDAY_EVENING)
+    await bot.settle()
+    await bot.settle()
+    assert posts(emulator) == ["📅 定时公告\n\n正常的"]
+    broken = next(s for s in await schedules_in_db(bot) if s.text == "坏的")
+    assert broken.status == "paused" and broken.next_run_at is None
+
+
+async def test_unsaved_previews_are_forgotten_after_a_day(emulator, bot, clock) -> None:
+    await create(emulator, bot, "每天 20:00 | 保存的")
+    emulator.send_message(GROUP, SECRETARY, "/schedule 每天 21:00 | 没保存的")
+    await bot.settle()
+    clock.advance(days=2)
+    async with bot.app.db.transaction() as session:
+        assert await schedule_service.forget_stale_drafts(session, clock.now()) == 1
+    assert [s.text for s in await schedules_in_db(bot)] == ["保存的"]
 
 
 async def test_timezone_change_moves_future_runs(emulator, bot) -> None:
@@ -281,11 +326,29 @@ async def test_members_are_refused_and_bad_input_changes_nothing(emulator, bot) 
         await bot.settle()
         assert expected in last(emulator)["text"], (line, last(emulator)["text"])
     message_id = last(emulator)["message_id"]
-    for data in ("scd:save:999:0:0", "sch:pause:abc", "sch:open:-1", "scg:zz:", "scg:d:9999", "sch:nuke:1"):
+    for data in (
+        "scd:save:999:0:0",
+        "sch:pause:abc",
+        "sch:open:-1",
+        "scg:zz:",
+        "scg:d:9999",
+        "sch:nuke:1",
+        "scg::0800",
+    ):
         emulator.press_button(GROUP, SECRETARY, message_id, data, forged=True)
     await bot.settle()
     async with bot.app.db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(Schedule).where(Schedule.status != "draft")) == 0
+
+    assert len(alerts(emulator)) == 7 and all(alerts(emulator))  # each forged press answered, none crashed
+    # A guided draft cannot be saved (by forged data) before its text came.
+    emulator.send_message(GROUP, SECRETARY, "/schedule")
+    await bot.settle()
+    await press(emulator, bot, await press(emulator, bot, last(emulator), "每天"), "08:00")
+    [draft] = [s for s in await schedules_in_db(bot) if s.status == "draft"]
+    emulator.press_button(GROUP, SECRETARY, message_id, f"scd:save:{draft.id}:0:0", forged=True)
+    await bot.settle()
+    assert "不能为空" in alerts(emulator)[-1]
 
     # A member pressing a committee button on a real preview is refused, and nothing is saved.
     emulator.send_message(GROUP, SECRETARY, "/schedule 每天 20:00 | 学习打卡")

@@ -7,7 +7,6 @@ it goes out once, rate-limited, and survives restarts. Confirmations are one row
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -32,7 +31,6 @@ MAX_SCHEDULE_AHEAD = timedelta(days=366)
 NUDGE_INTERVAL = timedelta(minutes=30)
 MENTIONS_PER_MESSAGE = 30
 TITLE_LENGTH = 30
-_TIME_HINT = re.compile(r"[\d零〇一二两三四五六七八九十]|今|明|后天|周|星期|礼拜|tomorrow|today|next|noon", re.I)
 NOT_A_DRAFT = {"published": "notices.already_published", "cancelled": "notices.already_cancelled"}
 BROADCAST_ROLES = ("committee", "secretary")
 
@@ -106,14 +104,22 @@ def parse_send_at(phrase: str, zone: ZoneInfo, now: datetime) -> datetime:
     return moment
 
 
-def split_schedule(args: str) -> tuple[str | None, str]:
-    """``"明天下午3点 | text"`` → (time phrase, text). A leading part before "|" counts as a time only when
-    it is short and looks like one (a digit, a Chinese numeral, a day word), so that a "|" inside a notice
-    is left alone."""
+def split_schedule(args: str, zone: ZoneInfo, now: datetime) -> tuple[str | None, str]:
+    """``"明天下午3点 | text"`` → (time phrase, text). The part before "|" counts as a time only when it
+    reads as one, or was clearly meant as one (a clock time, an impossible date); otherwise a "|" inside
+    a notice ("第一党支部 | 通知", "周五前交材料 | …") is left alone."""
     head, sep, tail = args.partition("|")
-    if sep and len(head.strip()) <= 30 and _TIME_HINT.search(head):
+    if sep and len(head.strip()) <= 40 and _meant_as_time(head, zone, now):
         return head.strip(), tail.strip()
     return None, args.strip()
+
+
+def _meant_as_time(text: str, zone: ZoneInfo, now: datetime) -> bool:
+    try:
+        timephrase.parse(text, now=now, zone=zone)
+    except timephrase.PhraseError as error:
+        return error.key != "timephrase.not_understood" or any(role == "time" for role, _ in error.understood)
+    return True
 
 
 async def create_draft(

@@ -121,6 +121,11 @@ async def cancel(session: AsyncSession, keys: list[str]) -> int:
     return await outbox_store.cancel_pending(session, keys)
 
 
+async def cancel_all(session: AsyncSession, key_prefix: str) -> int:
+    """Stop every message of one origin (``schedule:12:``) that has not gone out yet."""
+    return await outbox_store.cancel_pending_with_prefix(session, key_prefix)
+
+
 async def progress(session: AsyncSession, key_prefix: str) -> Progress:
     return Progress(await outbox_store.status_counts(session, key_prefix))
 

@@ -38,8 +38,11 @@ MIN_INTERVAL = timedelta(hours=1)  # a group allows ~20 bot messages a minute; p
 MAX_PER_CHAT = 30
 MAX_AHEAD = timedelta(days=366)
 PREVIEW_RUNS = 3
+CHECKED_RUNS = 6  # for the interval and the quiet-hours warning
+RULE_LENGTH = 200  # the parser reads at most 200 characters; the column holds 255
 MAX_TEXT_LENGTH = notice_service.MAX_TEXT_LENGTH
 LISTED = ("active", "paused")
+DRAFT_LIFETIME = timedelta(days=1)
 _CATCH_UP_LIMIT = 1000  # runs walked one by one after an outage; beyond that, jump to now
 
 
@@ -73,15 +76,18 @@ def parse_rule(phrase: str, settings: GroupSettings, now: datetime) -> Rule:
 
 
 def check_rule(rule: Rule, settings: GroupSettings, now: datetime) -> list[datetime]:
-    """The next runs of a rule fit to be saved; refuses one that never runs, runs too often or too far ahead."""
-    runs = rule.upcoming(now, settings.zone, 6)
+    """The next few runs of a rule fit to be saved; refuses one that never runs, runs too often or too far
+    ahead, or whose stored form would be too long to read back."""
+    if len(rule.canonical()) > RULE_LENGTH:
+        raise DomainError("schedules.rule_too_long")
+    runs = rule.upcoming(now, settings.zone, CHECKED_RUNS)
     if not runs:
         raise DomainError("schedules.never_runs")
     if runs[0] - now > MAX_AHEAD:
         raise DomainError("schedules.too_far")
     if any(later - earlier < MIN_INTERVAL for earlier, later in zip(runs, runs[1:], strict=False)):
         raise DomainError("schedules.too_often")
-    return runs[:PREVIEW_RUNS]
+    return runs
 
 
 def validate_text(text: str) -> str:
@@ -93,9 +99,15 @@ def validate_text(text: str) -> str:
     return text
 
 
+def _in_quiet_hours(runs: list[datetime], settings: GroupSettings) -> bool:
+    return any(chat_service.is_quiet_time(settings, run) for run in runs)
+
+
 def _preview(schedule: Schedule, rule: Rule, runs: list[datetime], settings: GroupSettings) -> Preview:
-    quiet = any(chat_service.is_quiet_time(settings, run) for run in runs)
-    return Preview(schedule, rule, runs, quiet, rule.uses_workday_fallback(runs, settings.zone))
+    shown = runs[:PREVIEW_RUNS]
+    return Preview(
+        schedule, rule, shown, _in_quiet_hours(runs, settings), rule.uses_workday_fallback(shown, settings.zone)
+    )
 
 
 async def create_draft(
@@ -112,8 +124,8 @@ async def create_draft(
     """A schedule to be confirmed (or the edit of ``replaces``, applied when confirmed)."""
     runs = check_rule(rule, settings, now)
     text = validate_text(text)
-    if replaces is None and await schedule_store.count_listed(session, chat_pk) >= MAX_PER_CHAT:
-        raise DomainError("schedules.too_many", limit=MAX_PER_CHAT)
+    if replaces is None:
+        await _check_room(session, chat_pk)
     draft = Schedule(
         chat_id=chat_pk,
         kind=ANNOUNCEMENT,
@@ -136,8 +148,7 @@ async def start_guided(
 ) -> Schedule:
     """A draft whose rule was chosen with buttons; its text comes next, as a reply (``fill_guided``)."""
     check_rule(rule, settings, now)
-    if await schedule_store.count_listed(session, chat_pk) >= MAX_PER_CHAT:
-        raise DomainError("schedules.too_many", limit=MAX_PER_CHAT)
+    await _check_room(session, chat_pk)
     draft = Schedule(
         chat_id=chat_pk,
         kind=ANNOUNCEMENT,
@@ -159,14 +170,41 @@ async def fill_guided(
     draft = await get_in_chat(session, draft_id, chat_pk)
     if draft.status != "draft":
         raise DomainError("schedules.already_saved")
-    draft.text = validate_text(text)
+    draft.text, draft.updated_at = validate_text(text), now
     rule = rule_of(draft.rule)
     return _preview(draft, rule, check_rule(rule, settings, now), settings)
 
 
+async def _check_room(session: AsyncSession, chat_pk: int) -> None:
+    if await schedule_store.count_listed(session, chat_pk) >= MAX_PER_CHAT:
+        raise DomainError("schedules.too_many", limit=MAX_PER_CHAT)
+
+
+async def edit_draft(
+    session: AsyncSession,
+    schedule_id: int,
+    chat_pk: int,
+    author_id: int,
+    answer: str,
+    settings: GroupSettings,
+    now: datetime,
+) -> Preview:
+    """An edit given as "new time | new text"; an empty side keeps what the schedule has."""
+    original = await get_in_chat(session, schedule_id, chat_pk)
+    phrase, sep, text = answer.partition("|")
+    if not sep:
+        raise DomainError("schedules.edit_usage")
+    rule = parse_rule(phrase, settings, now) if phrase.strip() else rule_of(original.rule)
+    return await create_draft(
+        session, chat_pk, author_id, rule, text.strip() or original.text, settings, now, replaces=original
+    )
+
+
 async def get_in_chat(session: AsyncSession, schedule_id: int, chat_pk: int) -> Schedule:
-    """The group's own schedule; anything else (another group's, a deleted one) is an expired button."""
-    schedule = await session.get(Schedule, schedule_id)
+    """The group's own schedule; anything else (another group's, a deleted one) is an expired button.
+    The row is locked for the rest of the transaction (PostgreSQL), so a firing and a change never
+    interleave."""
+    schedule = await session.get(Schedule, schedule_id, with_for_update=True)
     if schedule is None or schedule.chat_id != chat_pk or schedule.status == "deleted":
         raise DomainError("errors.button_expired")
     return schedule
@@ -187,9 +225,10 @@ async def confirm(
     draft = await get_in_chat(session, schedule_id, chat_pk)
     if draft.status != "draft":
         raise DomainError("schedules.already_saved")
+    validate_text(draft.text)  # a guided draft has no text until its reply came
     rule = rule_of(draft.rule)
     runs = check_rule(rule, settings, now)  # time has passed since the preview
-    if any(chat_service.is_quiet_time(settings, run) for run in runs) and not quiet_ok:
+    if _in_quiet_hours(runs, settings) and not quiet_ok:
         raise DomainError("schedules.quiet_not_confirmed")
     target = draft
     if draft.replaces_id is not None:
@@ -199,6 +238,7 @@ async def confirm(
         target.rule, target.text = draft.rule, draft.text
         draft.status = "deleted"
     else:
+        await _check_room(session, chat_pk)  # drafts made side by side must not pass the limit together
         target.status = "active"
     target.with_ack = with_ack
     target.quiet_ok = quiet_ok
@@ -215,7 +255,7 @@ async def discard(session: AsyncSession, schedule_id: int, chat_pk: int) -> None
     draft = await get_in_chat(session, schedule_id, chat_pk)
     if draft.status != "draft":
         raise DomainError("schedules.already_saved")
-    draft.status = "deleted"
+    await session.delete(draft)  # a draft has no history worth keeping
     await session.flush()
 
 
@@ -234,6 +274,7 @@ async def set_paused(
         raise DomainError("errors.button_expired")
     if paused:
         schedule.status, schedule.next_run_at = "paused", None
+        await outbox_service.cancel_all(session, firing_key_prefix(schedule.id))  # e.g. one waiting out quiet hours
     else:
         # Runs missed while paused are not owed: resume from now.
         next_run = rule_of(schedule.rule).next_after(now, settings.zone)
@@ -250,6 +291,7 @@ async def set_paused(
 async def delete(session: AsyncSession, schedule_id: int, actor_id: int, chat_pk: int, now: datetime) -> Schedule:
     schedule = await get_in_chat(session, schedule_id, chat_pk)
     schedule.status, schedule.next_run_at, schedule.updated_at = "deleted", None, now
+    await outbox_service.cancel_all(session, firing_key_prefix(schedule.id))
     session.add(AuditLog(chat_id=chat_pk, actor_id=actor_id, action="schedule_deleted", detail=str(schedule.id)))
     await session.flush()
     return schedule
@@ -271,6 +313,11 @@ async def follow_timezone(session: AsyncSession, chat_pk: int, settings: GroupSe
     return moved
 
 
+async def forget_stale_drafts(session: AsyncSession, now: datetime) -> int:
+    """Previews nobody saved or cancelled within a day are dropped."""
+    return await schedule_store.delete_drafts_before(session, now - DRAFT_LIFETIME)
+
+
 async def timetable(session: AsyncSession) -> dict[int, datetime]:
     """Every active schedule's next run: what the in-process timer is built from."""
     return await schedule_store.timetable(session)
@@ -290,7 +337,16 @@ async def fire_due(
     for schedule in await schedule_store.due(session, now, limit):
         chat = await chat_service.get_chat_by_pk(session, schedule.chat_id)
         settings = chat_service.settings_of(chat, default_language=default_language, default_timezone=default_timezone)
-        firings.append(await fire(session, schedule, settings, now, send=chat is not None and chat.is_active))
+        try:
+            async with session.begin_nested():  # one broken schedule must not hold back the others
+                firing = await fire(session, schedule, settings, now, send=chat is not None and chat.is_active)
+        except Exception:
+            log.exception("schedule %s could not fire; it is paused for the committee to look at", schedule.id)
+            await session.refresh(schedule)
+            schedule.status, schedule.next_run_at = "paused", None
+            session.add(AuditLog(chat_id=schedule.chat_id, action="schedule_failed", detail=str(schedule.id)))
+            firing = Firing(schedule.id, None, ())
+        firings.append(firing)
     return firings
 
 
@@ -321,7 +377,7 @@ async def fire(
         schedule.status = "done"
     if skipped:
         log.warning(
-            "schedule %s in chat %s: %s run(s) missed beyond the grace window, skipped (latest %s)",
+            "schedule %s in chat %s: %s run(s) skipped: past the grace window, or folded into a later run (latest %s)",
             schedule.id,
             schedule.chat_id,
             len(skipped),
@@ -337,8 +393,12 @@ async def fire(
     return Firing(schedule.id, sent, skipped)
 
 
+def firing_key_prefix(schedule_id: int) -> str:
+    return f"schedule:{schedule_id}:"
+
+
 def firing_key(schedule_id: int, due_at: datetime) -> str:
-    return f"schedule:{schedule_id}:{due_at.strftime('%Y%m%dT%H%M%SZ')}"
+    return firing_key_prefix(schedule_id) + due_at.strftime("%Y%m%dT%H%M%SZ")
 
 
 async def _plan_post(
@@ -358,7 +418,8 @@ async def _plan_post(
             Planned(
                 key=key,
                 kind=ANNOUNCEMENT,
-                args={"schedule_id": schedule.id, "due": due_at.isoformat()},
+                # The text as it was at the firing, as a post with the button keeps it in its own notice.
+                args={"schedule_id": schedule.id, "due": due_at.isoformat(), "text": schedule.text},
                 chat_pk=schedule.chat_id,
                 not_before=not_before,
             )
@@ -367,9 +428,7 @@ async def _plan_post(
     )
 
 
-async def announcement_to_send(session: AsyncSession, schedule_id: int) -> Schedule | None:
-    """The schedule behind a planned post, unless it was paused or deleted before the post went out."""
+async def still_wanted(session: AsyncSession, schedule_id: int) -> bool:
+    """Whether a planned post should still go out: not if its schedule was paused or deleted meanwhile."""
     schedule = await session.get(Schedule, schedule_id)
-    if schedule is None or schedule.status not in ("active", "done"):
-        return None
-    return schedule
+    return schedule is not None and schedule.status in ("active", "done")

@@ -22,7 +22,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("chat_id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
-        sa.Column("rule", sa.String(length=120), nullable=False),
+        sa.Column("rule", sa.String(length=255), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("with_ack", sa.Boolean(), nullable=False),
         sa.Column("quiet_ok", sa.Boolean(), nullable=False),
