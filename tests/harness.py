@@ -63,11 +63,19 @@ class BotHarness:
         for _ in range(3):  # handler tasks start right after the batch is taken; let them register
             await asyncio.sleep(0.01)
             assert await self.app.in_flight.wait_idle(timeout=timeout), "updates still in progress"
-        await self.app.dispatcher["roster"].flush()  # sightings are written in batches, a moment later
-        await self.app.scheduler.run_due()  # with a frozen clock the timer is off: fire what is due by now
+        # Each step is bounded, so that a hang fails the test saying where it hung.
+        await self._step("roster flush", self.app.dispatcher["roster"].flush(), timeout)  # sightings, batched
+        await self._step("due schedules", self.app.scheduler.run_due(), timeout)  # a frozen clock has no timer
         await self.app.outbox.drain(timeout)  # what the updates planned to send
-        await self.app.notice_updates.flush()  # live counts and progress, without their pauses
+        await self._step("notice updates", self.app.notice_updates.flush(), timeout)  # counts, without pauses
         await self.app.outbox.drain(timeout)  # what finishing a broadcast planned
+
+    @staticmethod
+    async def _step(name: str, step, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(step, timeout)
+        except TimeoutError:
+            raise AssertionError(f"settle: {name} did not finish within {timeout} s") from None
 
     async def stop(self) -> None:
         """Stop polling, let updates in hand finish, close. Safe to call twice."""

@@ -10,6 +10,7 @@ their kind's grace window, otherwise skipped and logged; of several missed runs 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -31,9 +32,6 @@ from storage.models import AuditLog, Schedule
 log = logging.getLogger(__name__)
 
 ANNOUNCEMENT = "announcement"
-# How late a missed firing may still go out, per kind.
-GRACE = {ANNOUNCEMENT: timedelta(hours=1)}
-DEFAULT_GRACE = timedelta(hours=1)
 MIN_INTERVAL = timedelta(hours=1)  # a group allows ~20 bot messages a minute; posts are not a chat
 MAX_PER_CHAT = 30
 MAX_AHEAD = timedelta(days=366)
@@ -55,6 +53,26 @@ class Preview:
     runs: list[datetime]
     in_quiet_hours: bool  # some of the runs fall in the group's quiet hours
     workday_fallback: bool  # 工作日 in a year the holiday calendar does not cover yet
+
+
+# What one firing of a kind plans: (session, schedule, due time, group settings, now) → outbox rows,
+# keyed with ``firing_key(schedule.id, due time)``.
+Planner = Callable[[AsyncSession, Schedule, datetime, GroupSettings, datetime], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ScheduleKind:
+    plan: Planner
+    grace: timedelta  # how late a missed firing may still go out
+
+
+KINDS: dict[str, ScheduleKind] = {}
+
+
+def register_kind(name: str, plan: Planner, *, grace: timedelta) -> None:
+    """Each feature that runs on the timetable (announcements; meeting reminders, lesson pushes) says
+    what a firing of its schedules plans, and how late it may still be sent."""
+    KINDS[name] = ScheduleKind(plan, grace)
 
 
 @dataclass(frozen=True)
@@ -323,10 +341,6 @@ async def timetable(session: AsyncSession) -> dict[int, datetime]:
     return await schedule_store.timetable(session)
 
 
-def grace_of(kind: str) -> timedelta:
-    return GRACE.get(kind, DEFAULT_GRACE)
-
-
 async def fire_due(
     session: AsyncSession, now: datetime, limit: int, *, default_language: str, default_timezone: str
 ) -> list[Firing]:
@@ -355,7 +369,7 @@ async def fire(
 ) -> Firing:
     """Handle a schedule whose ``next_run_at`` has come: plan the latest due run if it is inside the grace
     window, skip the others, and move ``next_run_at`` past ``now``."""
-    rule, zone = rule_of(schedule.rule), settings.zone
+    rule, zone, kind = rule_of(schedule.rule), settings.zone, KINDS[schedule.kind]
     due_runs: list[datetime] = []
     run = schedule.next_run_at
     while run is not None and run <= now and len(due_runs) < _CATCH_UP_LIMIT:
@@ -364,13 +378,13 @@ async def fire(
     if run is not None and run <= now:  # a very long outage: the rest are skipped wholesale
         run = rule.next_after(now, zone)
     latest = due_runs[-1] if due_runs else None
-    sent = latest if latest is not None and now - latest <= grace_of(schedule.kind) else None
+    sent = latest if latest is not None and now - latest <= kind.grace else None
     skipped = tuple(moment for moment in due_runs if moment != sent)
     if sent is not None and not send:
         log.info("schedule %s: group %s is inactive, run %s not sent", schedule.id, schedule.chat_id, sent.isoformat())
         sent = None
     if sent is not None:
-        await _plan_post(session, schedule, sent, settings, now)
+        await kind.plan(session, schedule, sent, settings, now)
         schedule.last_run_at = sent
     schedule.next_run_at = run
     if run is None:
@@ -401,7 +415,7 @@ def firing_key(schedule_id: int, due_at: datetime) -> str:
     return firing_key_prefix(schedule_id) + due_at.strftime("%Y%m%dT%H%M%SZ")
 
 
-async def _plan_post(
+async def _plan_announcement(
     session: AsyncSession, schedule: Schedule, due_at: datetime, settings: GroupSettings, now: datetime
 ) -> None:
     # A post that would land in quiet hours waits for their end, unless the committee allowed it.
@@ -432,3 +446,6 @@ async def still_wanted(session: AsyncSession, schedule_id: int) -> bool:
     """Whether a planned post should still go out: not if its schedule was paused or deleted meanwhile."""
     schedule = await session.get(Schedule, schedule_id)
     return schedule is not None and schedule.status in ("active", "done")
+
+
+register_kind(ANNOUNCEMENT, _plan_announcement, grace=timedelta(hours=1))
