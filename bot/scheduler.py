@@ -50,7 +50,6 @@ class Scheduler:
         self._firing = asyncio.Lock()
         self._resync_task: asyncio.Task | None = None
         self._resync_again = False
-        self.fired = 0
         on_committed_changes(self._on_changes)
 
     # -------------------------------------------------------------------------------- life cycle
@@ -94,7 +93,6 @@ class Scheduler:
                 fired += sum(1 for firing in firings if firing.sent is not None)
                 if len(firings) < self.BATCH:
                     break
-        self.fired += fired
         return fired
 
     async def _job(self, schedule_id: int) -> None:

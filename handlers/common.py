@@ -47,3 +47,11 @@ async def require_committee_callback(ctx: RequestContext, callback: CallbackQuer
         return True
     refuse_callback(ctx, callback, "errors.committee_only")
     return False
+
+
+async def require_group_committee_callback(ctx: RequestContext, callback: CallbackQuery) -> bool:
+    """A committee button on a message in a group: refuses it anywhere else, or from a member."""
+    if ctx.chat is None or callback.message is None:
+        refuse_callback(ctx, callback, "errors.button_expired")
+        return False
+    return await require_committee_callback(ctx, callback)

@@ -33,10 +33,9 @@ from bot.services.timephrase import PhraseError
 from handlers.common import (
     explain,
     quote,
-    refuse_callback,
     refuse_message,
-    require_committee_callback,
     require_committee_message,
+    require_group_committee_callback,
 )
 from handlers.timephrases import explain_failure
 from storage.models import Notice
@@ -307,10 +306,7 @@ async def notice_command(message: Message, ctx: RequestContext, command: Command
 
 
 async def draft_button(callback: CallbackQuery, callback_data: DraftButton, ctx: RequestContext) -> None:
-    if ctx.chat is None or callback.message is None:
-        refuse_callback(ctx, callback, "errors.button_expired")
-        return
-    if not await require_committee_callback(ctx, callback):
+    if not await require_group_committee_callback(ctx, callback):
         return
     t, now = ctx.t, ctx.clock.now()
     try:
@@ -345,10 +341,7 @@ async def draft_button(callback: CallbackQuery, callback_data: DraftButton, ctx:
 
 
 async def unschedule_button(callback: CallbackQuery, callback_data: UnscheduleButton, ctx: RequestContext) -> None:
-    if ctx.chat is None or callback.message is None:
-        refuse_callback(ctx, callback, "errors.button_expired")
-        return
-    if not await require_committee_callback(ctx, callback):
+    if not await require_group_committee_callback(ctx, callback):
         return
     try:
         await notice_service.cancel_scheduled(

@@ -15,7 +15,12 @@ from bot.services import identity as identity_service
 from bot.services import roster as roster_service
 from bot.services.identity import MEMBER_TYPES
 from bot.services.roster import SECTIONS, Roster
-from handlers.common import quote, refuse_callback, require_committee_callback, require_committee_message
+from handlers.common import (
+    quote,
+    refuse_callback,
+    require_committee_message,
+    require_group_committee_callback,
+)
 from handlers.identity import declare_keyboard
 
 NAMES_PER_SECTION = 40
@@ -81,10 +86,7 @@ async def roster_command(message: Message, ctx: RequestContext) -> None:
 
 
 async def roster_filter(callback: CallbackQuery, callback_data: RosterFilter, ctx: RequestContext) -> None:
-    if ctx.chat is None or callback.message is None:
-        refuse_callback(ctx, callback, "errors.button_expired")
-        return
-    if not await require_committee_callback(ctx, callback):
+    if not await require_group_committee_callback(ctx, callback):
         return
     member_type, unit_id = callback_data.member_type, callback_data.unit_id
     units = await identity_service.unit_options(ctx.session, ctx.chat.id)
@@ -100,10 +102,7 @@ async def roster_filter(callback: CallbackQuery, callback_data: RosterFilter, ct
 
 
 async def roster_nudge(callback: CallbackQuery, ctx: RequestContext, bot: Bot) -> None:
-    if ctx.chat is None or callback.message is None:
-        refuse_callback(ctx, callback, "errors.button_expired")
-        return
-    if not await require_committee_callback(ctx, callback):
+    if not await require_group_committee_callback(ctx, callback):
         return
     t, chat, now = ctx.t, ctx.chat, ctx.clock.now()
     targets = await roster_service.undeclared(ctx.session, chat.id)

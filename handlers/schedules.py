@@ -24,7 +24,13 @@ from bot.services import schedules as schedule_service
 from bot.services.chats import GroupSettings
 from bot.services.errors import DomainError
 from bot.services.timephrase import PhraseError, Rule
-from handlers.common import explain, quote, refuse_callback, require_committee_callback, require_committee_message
+from handlers.common import (
+    explain,
+    quote,
+    refuse_callback,
+    require_committee_message,
+    require_group_committee_callback,
+)
 from handlers.timephrases import describe, explain_failure
 from storage.models import Schedule
 
@@ -252,10 +258,7 @@ async def schedule_command(message: Message, ctx: RequestContext, command: Comma
 
 
 async def draft_button(callback: CallbackQuery, callback_data: DraftButton, ctx: RequestContext) -> None:
-    if ctx.chat is None or callback.message is None:
-        refuse_callback(ctx, callback, "errors.button_expired")
-        return
-    if not await require_committee_callback(ctx, callback):
+    if not await require_group_committee_callback(ctx, callback):
         return
     t, now, settings = ctx.t, ctx.clock.now(), ctx.group_settings
     try:
@@ -293,10 +296,7 @@ async def schedules_command(message: Message, ctx: RequestContext) -> None:
 
 
 async def manage_button(callback: CallbackQuery, callback_data: ManageButton, ctx: RequestContext) -> None:
-    if ctx.chat is None or callback.message is None:
-        refuse_callback(ctx, callback, "errors.button_expired")
-        return
-    if not await require_committee_callback(ctx, callback):
+    if not await require_group_committee_callback(ctx, callback):
         return
     t, now, settings, session = ctx.t, ctx.clock.now(), ctx.group_settings, ctx.session
     sid, action, chat_pk = callback_data.schedule_id, callback_data.action, ctx.chat.id
@@ -351,10 +351,7 @@ async def manage_button(callback: CallbackQuery, callback_data: ManageButton, ct
 
 
 async def guide_button(callback: CallbackQuery, callback_data: GuideButton, ctx: RequestContext) -> None:
-    if ctx.chat is None or callback.message is None:
-        refuse_callback(ctx, callback, "errors.button_expired")
-        return
-    if not await require_committee_callback(ctx, callback):
+    if not await require_group_committee_callback(ctx, callback):
         return
     t, rhythm, code = ctx.t, callback_data.rhythm, callback_data.time
     if (rhythm or code) and rhythm not in RHYTHMS or code and code not in GUIDED_TIMES:

@@ -13,7 +13,12 @@ from bot.services import chats as chat_service
 from bot.services import schedules as schedule_service
 from bot.services.chats import COMMON_TIMEZONES, QUIET_HOUR_PRESETS, ChatInfo, GroupSettings
 from bot.services.errors import DomainError
-from handlers.common import explain, refuse_callback, require_committee_callback, require_committee_message
+from handlers.common import (
+    explain,
+    refuse_callback,
+    require_committee_message,
+    require_group_committee_callback,
+)
 
 
 class SettingsButton(CallbackData, prefix="st"):
@@ -125,10 +130,7 @@ async def _apply_text_setting(message: Message, ctx: RequestContext, args: str) 
 
 
 async def settings_button(callback: CallbackQuery, callback_data: SettingsButton, ctx: RequestContext) -> None:
-    if ctx.chat is None or callback.message is None:
-        refuse_callback(ctx, callback, "errors.button_expired")
-        return
-    if not await require_committee_callback(ctx, callback):
+    if not await require_group_committee_callback(ctx, callback):
         return
     action, value = callback_data.action, callback_data.value
     t, chat = ctx.t, ctx.chat

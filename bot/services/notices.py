@@ -163,15 +163,19 @@ def broadcast_key_prefix(notice_id: int) -> str:
     return f"notice:{notice_id}:chat:"
 
 
-async def _publish_to(session: AsyncSession, notice: Notice, chats: list[Chat], now: datetime) -> list[NoticePost]:
-    posts = [NoticePost(notice_id=notice.id, chat_id=chat.id) for chat in chats]
+async def _publish_to(
+    session: AsyncSession, notice: Notice, chat_pks: list[int], now: datetime, *, key: str | None = None
+) -> list[NoticePost]:
+    """One post per group, each planned in the outbox (under ``key`` when the caller names the message:
+    a scheduled firing)."""
+    posts = [NoticePost(notice_id=notice.id, chat_id=chat_pk) for chat_pk in chat_pks]
     session.add_all(posts)
     await session.flush()
     await outbox_service.plan(
         session,
         [
             Planned(
-                key=post_key(notice.id, post.chat_id),
+                key=key or post_key(notice.id, post.chat_id),
                 kind="notice_post",
                 args={"post_id": post.id, "notice_id": notice.id},
                 chat_pk=post.chat_id,
@@ -197,7 +201,7 @@ async def publish(
     if chat is None or not chat.is_active:
         raise DomainError("errors.chat_gone")
     notice.pin = pin
-    await _publish_to(session, notice, [chat], now)
+    await _publish_to(session, notice, [chat.id], now)
     session.add(AuditLog(chat_id=chat_pk, actor_id=actor_id, action="notice_published", detail=str(notice.id)))
     await session.flush()
     return notice
@@ -220,29 +224,12 @@ async def post_announcement(
         origin_chat_id=chat_pk,
         kind="text",
         text=text,
-        status="published",
         send_at=not_before,
         created_at=now,
-        published_at=now,
     )
     session.add(notice)
     await session.flush()
-    post = NoticePost(notice_id=notice.id, chat_id=chat_pk)
-    session.add(post)
-    await session.flush()
-    await outbox_service.plan(
-        session,
-        [
-            Planned(
-                key=key,
-                kind="notice_post",
-                args={"post_id": post.id, "notice_id": notice.id},
-                chat_pk=chat_pk,
-                not_before=not_before,
-            )
-        ],
-        now,
-    )
+    await _publish_to(session, notice, [chat_pk], now, key=key)
 
 
 async def discard(session: AsyncSession, notice_id: int, actor_id: int) -> None:
@@ -441,7 +428,7 @@ async def broadcast(
         raise DomainError("broadcast.no_groups")
     notice.unit_id = unit_id
     notice.panel_chat_id, notice.panel_message_id = panel
-    await _publish_to(session, notice, chats, now)
+    await _publish_to(session, notice, [chat.id for chat in chats], now)
     session.add(
         AuditLog(actor_id=actor_id, action="broadcast", detail=f"notice={notice.id} unit={unit_id} groups={len(chats)}")
     )

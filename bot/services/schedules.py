@@ -141,7 +141,28 @@ async def create_draft(
 ) -> Preview:
     """A schedule to be confirmed (or the edit of ``replaces``, applied when confirmed)."""
     runs = check_rule(rule, settings, now)
-    text = validate_text(text)
+    draft = await _add_draft(session, chat_pk, author_id, rule, validate_text(text), now, replaces=replaces)
+    return _preview(draft, rule, runs, settings)
+
+
+async def start_guided(
+    session: AsyncSession, chat_pk: int, author_id: int, rule: Rule, settings: GroupSettings, now: datetime
+) -> Schedule:
+    """A draft whose rule was chosen with buttons; its text comes next, as a reply (``fill_guided``)."""
+    check_rule(rule, settings, now)
+    return await _add_draft(session, chat_pk, author_id, rule, "", now)
+
+
+async def _add_draft(
+    session: AsyncSession,
+    chat_pk: int,
+    author_id: int,
+    rule: Rule,
+    text: str,
+    now: datetime,
+    *,
+    replaces: Schedule | None = None,
+) -> Schedule:
     if replaces is None:
         await _check_room(session, chat_pk)
     draft = Schedule(
@@ -152,27 +173,6 @@ async def create_draft(
         with_ack=replaces.with_ack if replaces else False,
         status="draft",
         replaces_id=replaces.id if replaces else None,
-        created_by=author_id,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(draft)
-    await session.flush()
-    return _preview(draft, rule, runs, settings)
-
-
-async def start_guided(
-    session: AsyncSession, chat_pk: int, author_id: int, rule: Rule, settings: GroupSettings, now: datetime
-) -> Schedule:
-    """A draft whose rule was chosen with buttons; its text comes next, as a reply (``fill_guided``)."""
-    check_rule(rule, settings, now)
-    await _check_room(session, chat_pk)
-    draft = Schedule(
-        chat_id=chat_pk,
-        kind=ANNOUNCEMENT,
-        rule=rule.canonical(),
-        text="",
-        status="draft",
         created_by=author_id,
         created_at=now,
         updated_at=now,
