@@ -23,17 +23,21 @@ from bot.commands import GROUP, PRIVATE, commands_for
 from bot.config import Settings
 from bot.delivery import Delivery, RateLimiter
 from bot.i18n import SUPPORTED_LANGUAGES, Translator
+from bot.meeting_updates import MeetingUpdates
 from bot.middlewares import ContextMiddleware, InFlight, RosterKeeper, UpdateTransactionMiddleware
 from bot.notice_updates import NoticeUpdates
 from bot.outbox import OutboxKind, OutboxWorker
 from bot.scheduler import Scheduler
+from bot.services import attendance as attendance_service
 from bot.services import chats as chat_service
+from bot.services import meetings as meeting_service
 from bot.services import people as people_service
 from bot.services import schedules as schedule_service
 from bot.services.clock import Clock, SystemClock
 from bot.services.maintenance import prune_processed_updates
 from bot.services.roles import Role
 from handlers import build_root_router
+from handlers import compliance as compliance_view
 from handlers import schedules as schedule_view
 from storage.db import Database
 
@@ -94,6 +98,7 @@ class Application:
     in_flight: InFlight
     outbox: OutboxWorker
     notice_updates: NoticeUpdates
+    meeting_updates: MeetingUpdates
     scheduler: Scheduler
     _housekeeping: asyncio.Task | None = None
 
@@ -142,10 +147,17 @@ def build_dispatcher(
     clock: Clock,
     in_flight: InFlight,
     notice_updates: NoticeUpdates,
+    meeting_updates: MeetingUpdates,
 ) -> Dispatcher:
     roster = RosterKeeper(db, clock)
     dispatcher = Dispatcher(
-        db=db, delivery=delivery, clock=clock, settings=settings, roster=roster, notice_updates=notice_updates
+        db=db,
+        delivery=delivery,
+        clock=clock,
+        settings=settings,
+        roster=roster,
+        notice_updates=notice_updates,
+        meeting_updates=meeting_updates,
     )
     dispatcher.update.outer_middleware(UpdateTransactionMiddleware(db, delivery, in_flight, settings.default_language))
     dispatcher.update.outer_middleware(
@@ -171,14 +183,28 @@ def build_application(settings: Settings, *, clock: Clock | None = None) -> Appl
     in_flight = InFlight()
     defaults = {"default_language": settings.default_language, "default_timezone": settings.timezone}
     notice_updates = NoticeUpdates(db, delivery, clock, **defaults)
-    kinds = {**notice_updates.outbox_kinds(), "announcement": OutboxKind(schedule_view.render_announcement)}
+    meeting_updates = MeetingUpdates(db, delivery, clock, **defaults)
+    kinds = {
+        **notice_updates.outbox_kinds(),
+        **meeting_updates.outbox_kinds(),
+        "announcement": OutboxKind(schedule_view.render_announcement),
+        attendance_service.COMPLIANCE: OutboxKind(compliance_view.render_compliance),
+    }
     outbox = OutboxWorker(db, delivery, clock, kinds, **defaults)
     # The timer follows the real clock; with a clock under a test's control, the test runs what is due.
     scheduler = Scheduler(db, clock, timer=isinstance(clock, SystemClock), **defaults)
     dispatcher = build_dispatcher(
-        settings=settings, db=db, delivery=delivery, clock=clock, in_flight=in_flight, notice_updates=notice_updates
+        settings=settings,
+        db=db,
+        delivery=delivery,
+        clock=clock,
+        in_flight=in_flight,
+        notice_updates=notice_updates,
+        meeting_updates=meeting_updates,
     )
-    return Application(settings, db, bot, delivery, dispatcher, clock, in_flight, outbox, notice_updates, scheduler)
+    return Application(
+        settings, db, bot, delivery, dispatcher, clock, in_flight, outbox, notice_updates, meeting_updates, scheduler
+    )
 
 
 async def publish_commands(bot: Bot, default_language: str) -> None:
@@ -212,7 +238,19 @@ async def housekeeping(app: Application) -> None:
             async with app.db.transaction() as session:
                 pruned = await prune_processed_updates(session, app.clock.now())
                 drafts = await schedule_service.forget_stale_drafts(session, app.clock.now())
-            log.info("housekeeping: forgot %s old update ids and %s stale schedule drafts", pruned, drafts)
+                drafts += await meeting_service.forget_stale_drafts(session, app.clock.now())
+                checks = await attendance_service.ensure_compliance_checks(
+                    session,
+                    app.clock.now(),
+                    default_language=app.settings.default_language,
+                    default_timezone=app.settings.timezone,
+                )
+            log.info(
+                "housekeeping: forgot %s old update ids and %s stale drafts; %s groups got their meeting check",
+                pruned,
+                drafts,
+                checks,
+            )
         except Exception:
             log.exception("housekeeping failed")
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)

@@ -35,6 +35,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("notices", (GROUP,), Role.COMMITTEE),
     CommandSpec("schedule", (GROUP,), Role.COMMITTEE),
     CommandSpec("schedules", (GROUP,), Role.COMMITTEE),
+    CommandSpec("meeting", (GROUP,), Role.COMMITTEE),
+    CommandSpec("meetings", (GROUP,)),
     CommandSpec("broadcast", (PRIVATE, GROUP), Role.COMMITTEE),
     CommandSpec("review", (PRIVATE,)),
     CommandSpec("mydata", (PRIVATE,)),

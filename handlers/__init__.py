@@ -22,10 +22,12 @@ def addressed_to_us(message: Message) -> bool:
 
 def build_root_router() -> Router:
     from handlers import (
+        attendance,
         broadcast,
         fallback,
         help,
         identity,
+        meetings,
         membership,
         notices,
         organisation,
@@ -44,6 +46,8 @@ def build_root_router() -> Router:
         help.build_router(),
         settings.build_router(),
         organisation.build_router(),
+        attendance.build_router(),  # a sign-in code in private, before identity's free-text answers
+        meetings.build_router(),
         identity.build_router(),
         roster.build_router(),
         notices.build_router(),

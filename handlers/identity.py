@@ -18,7 +18,7 @@ from bot.services import roles as role_service
 from bot.services.errors import DomainError
 from bot.services.identity import CONTACT_VISIBILITY, MEMBER_TYPES, REJECT_PRESETS, TEXT_STEPS, CardView, Draft
 from handlers.common import explain, quote, refuse_callback
-from handlers.start import deep_link
+from handlers.start import AWAITED_INPUTS, awaited_input, deep_link
 from storage.models import Identity
 
 
@@ -209,10 +209,11 @@ async def form_button(callback: CallbackQuery, callback_data: FormButton, ctx: R
 
 
 async def private_text(message: Message, ctx: RequestContext) -> None:
-    """Free text in private: a rejection reason the bot asked for, or the answer to the form's step."""
+    """Free text in private: an answer the bot asked for (a rejection reason, a leave reason), or the
+    answer to the form's step."""
     pending = await identity_service.take_pending_input(ctx.session, ctx.person.id)
-    if pending is not None and pending[0] == "reject_reason":
-        await _reject(ctx, int(pending[1]), message.text, reply_to=message)
+    if pending is not None and pending[0] in AWAITED_INPUTS:
+        await AWAITED_INPUTS[pending[0]](message, ctx, pending[1])
         return
     if await identity_service.current_form(ctx.session, ctx.person.id) is None:
         ctx.replies.add(message.answer(ctx.t("identity.hint_private")))
@@ -342,6 +343,11 @@ async def reason_button(callback: CallbackQuery, callback_data: ReasonButton, ct
         ctx.replies.add(callback.answer())
     else:
         refuse_callback(ctx, callback, "identity.already_reviewed")
+
+
+@awaited_input("reject_reason")
+async def reject_reason(message: Message, ctx: RequestContext, ref: str) -> None:
+    await _reject(ctx, int(ref), message.text, reply_to=message)
 
 
 async def _reject(ctx: RequestContext, user_id: int, reason: str, reply_to: Message | None = None) -> bool:

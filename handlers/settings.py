@@ -1,4 +1,5 @@
-"""/settings: the group's language, timezone and quiet hours, as a panel of buttons (committee only)."""
+"""/settings: the group's language, timezone, quiet hours, meeting reminders and required meetings, as a
+panel of buttons (committee only)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,34 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 
 from bot.context import RequestContext
 from bot.i18n import Translator
+from bot.services import attendance as attendance_service
 from bot.services import chats as chat_service
+from bot.services import meetings as meeting_service
 from bot.services import schedules as schedule_service
 from bot.services.chats import COMMON_TIMEZONES, QUIET_HOUR_PRESETS, ChatInfo, GroupSettings
 from bot.services.errors import DomainError
 from handlers.common import (
     explain,
+    quote,
     refuse_callback,
     require_committee_message,
     require_group_committee_callback,
 )
+from handlers.compliance import kind_name, period_name
+from storage.models import Chat
+
+# Reminder offsets offered as buttons, in minutes before a meeting; any other is one /settings line away.
+REMINDER_PRESETS = ((1440, 60), (1440,), (120,), (1440, 120), ())
+# The meeting services refuse bad text with keys of their own catalog; settings answers with its own.
+MEETING_SETTING_ERRORS = {
+    "meetings.bad_reminders": "settings.bad_reminders",
+    "meetings.bad_rules": "settings.bad_rules",
+    "meetings.unknown_kind": "settings.bad_rules",
+}
 
 
 class SettingsButton(CallbackData, prefix="st"):
-    action: str  # lang | tzmenu | tz | quietmenu | quiet | back | close
+    action: str  # lang | tzmenu | tz | quietmenu | quiet | remindmenu | remind | back | close
     value: str = ""
 
 
@@ -30,12 +45,38 @@ def _quiet_label(t: Translator, start: str | None, end: str | None) -> str:
     return t("settings.quiet_off") if not start else f"{start}–{end}"
 
 
-def render_panel(t: Translator, settings: GroupSettings) -> tuple[str, InlineKeyboardMarkup]:
+def _offset_label(t: Translator, minutes: int) -> str:
+    """1500 → "1天1小时": whole days, hours and minutes, largest first."""
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    parts = (("settings.days", days), ("settings.hours", hours), ("settings.minutes", mins))
+    return "".join(t(key, count=count) for key, count in parts if count)
+
+
+def reminders_label(t: Translator, offsets: tuple[int, ...]) -> str:
+    if not offsets:
+        return t("settings.reminders_off")
+    return t("settings.reminders_before", offsets=t("settings.separator").join(_offset_label(t, m) for m in offsets))
+
+
+def rules_label(t: Translator, rules: dict[str, str]) -> str:
+    if not rules:
+        return t("settings.rules_none")
+    return " · ".join(
+        t("settings.rule", kind=kind_name(t, kind), period=period_name(t, rules[kind]))
+        for kind in meeting_service.KINDS
+        if kind in rules
+    )
+
+
+def render_panel(t: Translator, settings: GroupSettings, chat: Chat | None) -> tuple[str, InlineKeyboardMarkup]:
     text = t(
         "settings.panel",
         language=t(f"language.{settings.language}"),
         timezone=settings.timezone,
         quiet=_quiet_label(t, settings.quiet_start, settings.quiet_end),
+        reminders=reminders_label(t, meeting_service.reminders_of(chat)),
+        rules=rules_label(t, attendance_service.rules_of(chat)),
     )
     mark = {code: ("✅ " if code == settings.language else "") for code in ("zh", "en")}
     keyboard = InlineKeyboardMarkup(
@@ -59,6 +100,11 @@ def render_panel(t: Translator, settings: GroupSettings) -> tuple[str, InlineKey
                     text=t("settings.quiet_button"), callback_data=SettingsButton(action="quietmenu").pack()
                 )
             ],
+            [
+                InlineKeyboardButton(
+                    text=t("settings.reminders_button"), callback_data=SettingsButton(action="remindmenu").pack()
+                )
+            ],
             [InlineKeyboardButton(text=t("settings.close"), callback_data=SettingsButton(action="close").pack())],
         ]
     )
@@ -76,12 +122,18 @@ def _menu(
     return t(title_key), InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-def _current(ctx: RequestContext, chat: ChatInfo) -> tuple[Translator, GroupSettings]:
+def _current(ctx: RequestContext, chat: ChatInfo | Chat) -> tuple[Translator, GroupSettings]:
     """The group's settings after a change, with its language (which the change may have switched)."""
     settings = chat_service.settings_of(
         chat, default_language=ctx.group_settings.language, default_timezone=ctx.group_settings.timezone
     )
     return Translator(settings.language), settings
+
+
+async def _panel(ctx: RequestContext, t: Translator, settings: GroupSettings) -> tuple[str, InlineKeyboardMarkup]:
+    # The meeting settings are not in the cached ChatInfo: they are read from the group's row.
+    chat = await chat_service.get_chat_by_pk(ctx.session, ctx.chat.id)
+    return render_panel(t, settings, chat)
 
 
 async def _change_timezone(ctx: RequestContext, zone: str) -> ChatInfo:
@@ -98,12 +150,13 @@ async def settings_command(message: Message, ctx: RequestContext, command: Comma
     if command.args:
         await _apply_text_setting(message, ctx, command.args)
         return
-    text, keyboard = render_panel(ctx.t, ctx.group_settings)
+    text, keyboard = await _panel(ctx, ctx.t, ctx.group_settings)
     ctx.replies.add(message.answer(text, reply_markup=keyboard))
 
 
 async def _apply_text_setting(message: Message, ctx: RequestContext, args: str) -> None:
-    """One-line form: /settings tz Europe/Berlin · /settings quiet 22:00-07:00|off · /settings lang en."""
+    """One-line form: /settings tz Europe/Berlin · /settings quiet 22:00-07:00|off · /settings lang en ·
+    /settings reminders 1d,1h|off · /settings rules 支委会=月 党课=季度."""
     name, _, value = args.strip().partition(" ")
     value = value.strip()
     try:
@@ -118,14 +171,26 @@ async def _apply_text_setting(message: Message, ctx: RequestContext, args: str) 
             chat = await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, quiet_hours=quiet)
         elif name in ("lang", "language", "语言"):
             chat = await chat_service.change_settings(ctx.session, ctx.chat, ctx.person.id, language=value.lower())
+        elif name in ("reminders", "reminder", "提醒", "会议提醒"):
+            minutes = meeting_service.parse_reminders(value)
+            chat = await meeting_service.set_reminders(ctx.session, ctx.chat.id, ctx.person.id, minutes)
+        elif name in ("rules", "compliance", "会议要求", "规定会议"):
+            current = attendance_service.rules_of(await chat_service.get_chat_by_pk(ctx.session, ctx.chat.id))
+            rules = attendance_service.parse_rules(value, current)
+            chat = await attendance_service.set_rules(ctx.session, ctx.chat.id, ctx.person.id, rules)
         else:
             ctx.replies.add(message.reply(ctx.t("settings.usage")))
             return
     except DomainError as error:
-        ctx.replies.add(message.reply(explain(ctx.t, error)))
+        own_key = MEETING_SETTING_ERRORS.get(error.key)
+        if own_key is not None:
+            text = ctx.t(own_key, value=quote(str(error.params.get("value", ""))))
+        else:
+            text = explain(ctx.t, error)
+        ctx.replies.add(message.reply(text))
         return
     t, settings = _current(ctx, chat)
-    text, keyboard = render_panel(t, settings)
+    text, keyboard = await _panel(ctx, t, settings)
     ctx.replies.add(message.answer(t("settings.saved") + "\n\n" + text, reply_markup=keyboard))
 
 
@@ -144,6 +209,9 @@ async def settings_button(callback: CallbackQuery, callback_data: SettingsButton
             chat = await chat_service.change_settings(
                 ctx.session, ctx.chat, ctx.person.id, quiet_hours=_pick(QUIET_HOUR_PRESETS, value)
             )
+        elif action == "remind":
+            minutes = _pick(REMINDER_PRESETS, value)
+            await meeting_service.set_reminders(ctx.session, ctx.chat.id, ctx.person.id, minutes)
         elif action == "tzmenu":
             options = [(zone, zone) for zone in COMMON_TIMEZONES]
             text, keyboard = _menu(t, "settings.choose_timezone", options, "tz")
@@ -153,6 +221,12 @@ async def settings_button(callback: CallbackQuery, callback_data: SettingsButton
         elif action == "quietmenu":
             options = [(_quiet_label(t, start, end), "") for start, end in QUIET_HOUR_PRESETS]
             text, keyboard = _menu(t, "settings.choose_quiet", options, "quiet")
+            ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
+            ctx.replies.add(callback.answer())
+            return
+        elif action == "remindmenu":
+            options = [(reminders_label(t, minutes), "") for minutes in REMINDER_PRESETS]
+            text, keyboard = _menu(t, "settings.choose_reminders", options, "remind")
             ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
             ctx.replies.add(callback.answer())
             return
@@ -166,7 +240,7 @@ async def settings_button(callback: CallbackQuery, callback_data: SettingsButton
         refuse_callback(ctx, callback, error.key)
         return
     t, settings = _current(ctx, chat)
-    text, keyboard = render_panel(t, settings)
+    text, keyboard = await _panel(ctx, t, settings)
     ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
     ctx.replies.add(callback.answer(t("settings.saved") if action != "back" else None))
 

@@ -15,6 +15,19 @@ DeepLinkHandler = Callable[[Message, RequestContext, str], Awaitable[bool]]
 DEEP_LINKS: dict[str, DeepLinkHandler] = {}
 
 
+AwaitedInput = Callable[[Message, RequestContext, str], Awaitable[None]]
+# Kind of free-text answer the bot asked for in private (``PendingInput.kind``) → its handler, given the ref.
+AWAITED_INPUTS: dict[str, AwaitedInput] = {}
+
+
+def awaited_input(kind: str) -> Callable[[AwaitedInput], AwaitedInput]:
+    def register(handler: AwaitedInput) -> AwaitedInput:
+        AWAITED_INPUTS[kind] = handler
+        return handler
+
+    return register
+
+
 def deep_link(prefix: str) -> Callable[[DeepLinkHandler], DeepLinkHandler]:
     def register(handler: DeepLinkHandler) -> DeepLinkHandler:
         DEEP_LINKS[prefix] = handler

@@ -65,6 +65,10 @@ class Chat(Base):
     quiet_start: Mapped[str | None] = mapped_column(String(5))
     quiet_end: Mapped[str | None] = mapped_column(String(5))
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id", ondelete="SET NULL"), index=True)
+    # Minutes before a meeting that reminders go out, e.g. "1440,60"; None: the default (1 day and 1 hour).
+    meeting_reminders: Mapped[str | None] = mapped_column(String(64))
+    # How often each meeting type must be held, e.g. "general=quarter,committee=month"; None: the default.
+    meeting_rules: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -304,6 +308,7 @@ class Schedule(Base):
     quiet_ok: Mapped[bool] = mapped_column(Boolean, default=False)  # the committee allowed posts in quiet hours
     status: Mapped[str] = mapped_column(String(16), default="draft")  # draft | active | paused | deleted
     replaces_id: Mapped[int | None] = mapped_column(Integer)  # a draft that edits this schedule when confirmed
+    ref: Mapped[str | None] = mapped_column(String(64), index=True)  # what it belongs to, e.g. "meeting:12"
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_by: Mapped[int | None] = mapped_column(BigInteger)
@@ -311,3 +316,82 @@ class Schedule(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (Index("ix_schedules_status_next_run", "status", "next_run_at"),)
+
+
+class Meeting(Base):
+    """A meeting of the branch (三会一课, 主题党日, 组织生活会): its details, its post, its sign-in.
+
+    ``status`` moves draft → scheduled → closed (sign-in over, summary out), or to cancelled. The timed
+    steps (reminders, opening and closing sign-in) are one-off schedules whose ``ref`` is "meeting:<id>".
+    """
+
+    __tablename__ = "meetings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # general | committee | group | lecture | theme_day | life | other
+    title: Mapped[str] = mapped_column(String(100), default="")
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # sign-in closes then
+    place: Mapped[str] = mapped_column(String(255), default="")  # a room, or an online link
+    agenda: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft | scheduled | closed | cancelled
+    step: Mapped[str | None] = mapped_column(String(16))  # a guided draft: the detail asked for next
+    checkin_mode: Mapped[str] = mapped_column(String(8), default="both")  # button | code | both
+    checkin_code: Mapped[str | None] = mapped_column(String(8))
+    late_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    checkin_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    checkin_closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=0)  # each edit bumps it (calendar SEQUENCE)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)  # the post in the group
+    signin_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    shown_counts: Mapped[str] = mapped_column(String(32), default="")  # what the post shows now
+    minutes_kind: Mapped[str | None] = mapped_column(String(16))  # text | document | photo
+    minutes_text: Mapped[str | None] = mapped_column(Text)
+    minutes_file_id: Mapped[str | None] = mapped_column(String(255))
+    created_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_meetings_chat_starts", "chat_id", "starts_at"),)
+
+
+class MeetingAnswer(Base):
+    """A member's 参加 / 请假 / 待定; one row per member, changed in place until the meeting starts."""
+
+    __tablename__ = "meeting_answers"
+
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    answer: Mapped[str] = mapped_column(String(8))  # yes | leave | maybe
+    reason: Mapped[str | None] = mapped_column(String(200))  # of a leave
+    # A leave: awaiting (its reason) → pending (the committee's decision) → approved | rejected.
+    leave_status: Mapped[str | None] = mapped_column(String(16))
+    reviewed_by: Mapped[int | None] = mapped_column(BigInteger)
+    answered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MeetingSignIn(Base):
+    """A member's sign-in at a meeting: one row, however it was made."""
+
+    __tablename__ = "meeting_sign_ins"
+
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    method: Mapped[str] = mapped_column(String(8))  # button | code | proxy
+    proxy_by: Mapped[int | None] = mapped_column(BigInteger)
+    note: Mapped[str | None] = mapped_column(String(200))
+
+
+class MeetingMakeup(Base):
+    """补学: the materials of a meeting sent to one who missed it, and when they marked them studied."""
+
+    __tablename__ = "meeting_makeups"
+
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(8))  # absent | leave
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    studied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

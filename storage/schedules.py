@@ -10,19 +10,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import Schedule
 
 
-async def count_listed(session: AsyncSession, chat_pk: int) -> int:
+async def count_listed(session: AsyncSession, chat_pk: int, kind: str) -> int:
     result = await session.execute(
         select(func.count())
         .select_from(Schedule)
-        .where(Schedule.chat_id == chat_pk, Schedule.status.in_(("active", "paused")))
+        .where(Schedule.chat_id == chat_pk, Schedule.kind == kind, Schedule.status.in_(("active", "paused")))
     )
     return result.scalar_one()
 
 
-async def listed(session: AsyncSession, chat_pk: int, statuses: tuple[str, ...]) -> list[Schedule]:
+async def listed(session: AsyncSession, chat_pk: int, statuses: tuple[str, ...], kind: str) -> list[Schedule]:
     result = await session.execute(
         select(Schedule)
-        .where(Schedule.chat_id == chat_pk, Schedule.status.in_(statuses))
+        .where(Schedule.chat_id == chat_pk, Schedule.kind == kind, Schedule.status.in_(statuses))
         .order_by(Schedule.next_run_at.is_(None), Schedule.next_run_at, Schedule.id)
     )
     return list(result.scalars())
@@ -30,6 +30,18 @@ async def listed(session: AsyncSession, chat_pk: int, statuses: tuple[str, ...])
 
 async def active_in_chat(session: AsyncSession, chat_pk: int) -> list[Schedule]:
     result = await session.execute(select(Schedule).where(Schedule.chat_id == chat_pk, Schedule.status == "active"))
+    return list(result.scalars())
+
+
+async def with_ref(session: AsyncSession, ref: str) -> list[Schedule]:
+    result = await session.execute(select(Schedule).where(Schedule.ref == ref).with_for_update())
+    return list(result.scalars())
+
+
+async def of_kind_in_chat(session: AsyncSession, chat_pk: int, kind: str) -> list[Schedule]:
+    result = await session.execute(
+        select(Schedule).where(Schedule.chat_id == chat_pk, Schedule.kind == kind, Schedule.status != "deleted")
+    )
     return list(result.scalars())
 
 

@@ -68,6 +68,7 @@ class BotHarness:
         await self._step("due schedules", self.app.scheduler.run_due(), timeout)  # a frozen clock has no timer
         await self.app.outbox.drain(timeout)  # what the updates planned to send
         await self._step("notice updates", self.app.notice_updates.flush(), timeout)  # counts, without pauses
+        await self._step("meeting updates", self.app.meeting_updates.flush(), timeout)
         await self.app.outbox.drain(timeout)  # what finishing a broadcast planned
 
     @staticmethod

@@ -104,7 +104,9 @@ async def create(emulator: BotAPIEmulator, bot: BotHarness, line: str, save: str
 
 async def schedules_in_db(bot: BotHarness) -> list[Schedule]:
     async with bot.app.db.transaction() as session:
-        return list((await session.execute(select(Schedule).order_by(Schedule.id))).scalars())
+        # Announcements only: every group also has its routine meeting check (``meeting_compliance``).
+        query = select(Schedule).where(Schedule.kind == "announcement").order_by(Schedule.id)
+        return list((await session.execute(query)).scalars())
 
 
 async def test_create_list_pause_resume_edit_delete(emulator, bot, clock) -> None:

@@ -93,15 +93,7 @@ def validate_text(text: str | None, kind: str) -> str:
 def parse_send_at(phrase: str, zone: ZoneInfo, now: datetime) -> datetime:
     """A one-off time phrase ("明天下午3点", "12月5日 19:30", "tomorrow 15:00") in the group's time zone, in
     the future and within a year. A recurring phrase belongs to /schedule."""
-    rule = timephrase.parse(phrase, now=now, zone=zone)
-    if rule.recurring:
-        raise DomainError("notices.recurring_time")
-    moment = rule.next_after(now - MAX_SCHEDULE_AHEAD, zone)
-    if moment is None or moment <= now:
-        raise DomainError("notices.time_past", value=phrase.strip()[:40])
-    if moment - now > MAX_SCHEDULE_AHEAD:
-        raise DomainError("notices.time_too_far")
-    return moment
+    return timephrase.moment_of(phrase, now=now, zone=zone, within=MAX_SCHEDULE_AHEAD, errors="notices")
 
 
 def split_schedule(args: str, zone: ZoneInfo, now: datetime) -> tuple[str | None, str]:

@@ -80,3 +80,10 @@ async def record_sightings(
     await people_store.upsert_users(session, [_user_row(person) for person in people], now)
     await people_store.observe_members(session, memberships)
     await people_store.mark_many_started(session, started)
+
+
+async def expect_input(session: AsyncSession, user_id: int, kind: str, ref: str) -> None:
+    """The bot asked this user for a free-text answer in private (one at a time: the latest wins)."""
+    from storage import identity as identity_store
+
+    await identity_store.set_pending_input(session, user_id, kind, ref)

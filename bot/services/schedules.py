@@ -64,15 +64,18 @@ Planner = Callable[[AsyncSession, Schedule, datetime, GroupSettings, datetime], 
 class ScheduleKind:
     plan: Planner
     grace: timedelta  # how late a missed firing may still go out
+    # Whether the rule is a wall-clock time in the group's zone (an announcement "every day 08:00") that
+    # moves with a change of zone, or stands for a fixed moment (a meeting's reminder) that does not.
+    follows_zone: bool = True
 
 
 KINDS: dict[str, ScheduleKind] = {}
 
 
-def register_kind(name: str, plan: Planner, *, grace: timedelta) -> None:
+def register_kind(name: str, plan: Planner, *, grace: timedelta, follows_zone: bool = True) -> None:
     """Each feature that runs on the timetable (announcements; meeting reminders, lesson pushes) says
     what a firing of its schedules plans, and how late it may still be sent."""
-    KINDS[name] = ScheduleKind(plan, grace)
+    KINDS[name] = ScheduleKind(plan, grace, follows_zone)
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,7 @@ async def fill_guided(
 
 
 async def _check_room(session: AsyncSession, chat_pk: int) -> None:
-    if await schedule_store.count_listed(session, chat_pk) >= MAX_PER_CHAT:
+    if await schedule_store.count_listed(session, chat_pk, ANNOUNCEMENT) >= MAX_PER_CHAT:
         raise DomainError("schedules.too_many", limit=MAX_PER_CHAT)
 
 
@@ -223,7 +226,7 @@ async def get_in_chat(session: AsyncSession, schedule_id: int, chat_pk: int) -> 
     The row is locked for the rest of the transaction (PostgreSQL), so a firing and a change never
     interleave."""
     schedule = await session.get(Schedule, schedule_id, with_for_update=True)
-    if schedule is None or schedule.chat_id != chat_pk or schedule.status == "deleted":
+    if schedule is None or schedule.chat_id != chat_pk or schedule.status == "deleted" or schedule.kind != ANNOUNCEMENT:
         raise DomainError("errors.button_expired")
     return schedule
 
@@ -316,13 +319,17 @@ async def delete(session: AsyncSession, schedule_id: int, actor_id: int, chat_pk
 
 
 async def listed(session: AsyncSession, chat_pk: int) -> list[Schedule]:
-    return await schedule_store.listed(session, chat_pk, LISTED)
+    return await schedule_store.listed(session, chat_pk, LISTED, ANNOUNCEMENT)
 
 
 async def follow_timezone(session: AsyncSession, chat_pk: int, settings: GroupSettings, now: datetime) -> int:
-    """After a group's time zone changed: its rules now read in the new zone, so the next runs move."""
+    """After a group's time zone changed: its rules now read in the new zone, so the next runs move
+    (not those that stand for a fixed moment, such as a meeting's reminders)."""
     moved = 0
     for schedule in await schedule_store.active_in_chat(session, chat_pk):
+        kind = KINDS.get(schedule.kind)
+        if kind is not None and not kind.follows_zone:
+            continue
         schedule.next_run_at = rule_of(schedule.rule).next_after(now, settings.zone)
         if schedule.next_run_at is None:
             schedule.status = "done"
@@ -374,7 +381,8 @@ async def fire(
     run = schedule.next_run_at
     while run is not None and run <= now and len(due_runs) < _CATCH_UP_LIMIT:
         due_runs.append(run)
-        run = rule.next_after(run, zone)
+        # A one-off runs once, even if its wall-clock time read in a new zone would come again later.
+        run = rule.next_after(run, zone) if rule.recurring else None
     if run is not None and run <= now:  # a very long outage: the rest are skipped wholesale
         run = rule.next_after(now, zone)
     latest = due_runs[-1] if due_runs else None
@@ -405,6 +413,57 @@ async def fire(
             )
         )
     return Firing(schedule.id, sent, skipped)
+
+
+async def plan_once(
+    session: AsyncSession, chat_pk: int, kind: str, ref: str, at: datetime, zone: ZoneInfo, now: datetime
+) -> Schedule | None:
+    """A one-off step of something bigger (``ref``, e.g. a meeting's reminder) at a fixed moment; None
+    when that moment has passed."""
+    if at <= now:
+        return None
+    local = at.astimezone(zone)
+    rule = Rule(kind="once", date=local.date(), hour=local.hour, minute=local.minute)
+    schedule = Schedule(
+        chat_id=chat_pk, kind=kind, ref=ref, rule=rule.canonical(), status="active", next_run_at=at, created_at=now
+    )
+    session.add(schedule)
+    await session.flush()
+    return schedule
+
+
+async def ensure_recurring(
+    session: AsyncSession, chat_pk: int, kind: str, rule: Rule, settings: GroupSettings, now: datetime
+) -> bool:
+    """The group's one schedule of ``kind`` (a routine check, say), made if it has none; True if made."""
+    if await schedule_store.of_kind_in_chat(session, chat_pk, kind):
+        return False
+    session.add(
+        Schedule(
+            chat_id=chat_pk,
+            kind=kind,
+            ref=kind,
+            rule=rule.canonical(),
+            status="active",
+            next_run_at=rule.next_after(now, settings.zone),
+            created_at=now,
+        )
+    )
+    await session.flush()
+    return True
+
+
+async def drop_all(session: AsyncSession, ref: str, now: datetime) -> int:
+    """Stop every schedule that belongs to ``ref`` (a meeting cancelled or moved), and what they planned
+    that has not gone out yet."""
+    dropped = 0
+    for schedule in await schedule_store.with_ref(session, ref):
+        if schedule.status in ("active", "paused"):
+            schedule.status, schedule.next_run_at, schedule.updated_at = "deleted", None, now
+            dropped += 1
+        await outbox_service.cancel_all(session, firing_key_prefix(schedule.id))
+    await session.flush()
+    return dropped
 
 
 def firing_key_prefix(schedule_id: int) -> str:

@@ -865,6 +865,21 @@ def _understood(text: str, tokens: list[_Token]) -> tuple[tuple[str, str], ...]:
     return tuple((role, text[start:end].strip()) for role, start, end in merged)
 
 
+def moment_of(text: str, *, now: datetime, zone: ZoneInfo, within: timedelta, errors: str) -> datetime:
+    """A one-off phrase ("明天下午3点", "12月5日 19:30") as a moment after ``now`` and within ``within``.
+    Refusals are ``DomainError``s keyed ``<errors>.recurring_time`` / ``.time_past`` / ``.time_too_far``,
+    so that each feature says them in its own words."""
+    rule = parse(text, now=now, zone=zone)
+    if rule.recurring:
+        raise DomainError(f"{errors}.recurring_time")
+    moment = rule.next_after(now - within, zone)
+    if moment is None or moment <= now:
+        raise DomainError(f"{errors}.time_past", value=text.strip()[:40])
+    if moment - now > within:
+        raise DomainError(f"{errors}.time_too_far")
+    return moment
+
+
 def parse(text: str, *, now: datetime, zone: ZoneInfo) -> Rule:
     """The rule a time phrase means. One-offs are resolved against ``now`` in ``zone``; a one-off in the
     past is still returned (callers decide what is too early). Raises PhraseError."""

@@ -1,0 +1,535 @@
+"""Meeting sign-in: many members of one meeting press "✅ 签到" within a few seconds.
+
+Run from the repository root: ``uv run python -m bench.meetings [--members 2000] [--window 10] [--mode both]``.
+
+Each round starts from scratch, all in this process: a fresh SQLite database, the Bot API emulator
+(``tests.emulator``, enforcing Telegram's limits) and our bot through ``tests.harness.BotHarness``: the
+production factory, polling the emulator over HTTP, with the shipped outbound limits and the production cap
+on concurrent updates (``MAX_CONCURRENT_UPDATES``). The clock the bot reads is frozen (``FrozenClock``) so
+that the meeting can start when the driver says; everything else (timers, batching, debouncing) runs in
+real time.
+
+1. **World.** One supergroup with the secretary as its creator, the bot as an administrator, and
+   ``--members`` members. Each member says something in the group, so that the bot has seen all of them
+   (the roster rows are written and its caches are warm, as for a group the bot has been in for a while).
+2. **Meeting.** The secretary sends ``/meeting 党课 | … | 11月25日 19:30 | …`` and presses "✅ 发布" on the
+   preview. The clock moves to the start, the due schedule opens sign-in and the outbox posts the sign-in
+   message with its "✅ 签到 · 0" button (``mts:<meeting id>``).
+3. **Sign-in (timed).** Every member presses that button once, through the emulator (``press_button``,
+   the same update Telegram would send), either paced evenly over ``--window`` seconds (``paced``) or all
+   at once (``burst``). A sign-in's latency runs from its press (the moment it was due to be pressed) to
+   the emulator receiving the bot's ``answerCallbackQuery`` for that callback id (its ``at``, the same
+   ``time.monotonic`` clock). The wall time runs from the first press to the last answer.
+4. **Checks.** Exactly one ``meeting_sign_ins`` row per member and none else; every press answered
+   exactly once, successfully, with the "签到成功" text. Then ``--again`` of the presses are delivered
+   once more with the same update_id (as Telegram does after a restart): nothing is written and nothing
+   answered; and as many members press again (new callback ids): each is told they signed in already
+   and nothing is written. Finally the button shows the full count.
+
+The exit code is 1 when a sign-in is lost or doubled, a press is not answered exactly once, or the wall time
+exceeds ``--window`` × ``--slack``. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from bot.config import Settings
+from bot.services.clock import FrozenClock
+from storage.models import MeetingSignIn
+from tests.emulator import BotAPIEmulator
+from tests.harness import BotHarness
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "meetings.json"
+GROUP = -1_001_234_567_077
+SECRETARY = 2001
+FIRST_MEMBER = 100_001
+CREATED = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Mon 2026-11-23 10:00 in Shanghai (the default zone)
+START = datetime(2026, 11, 25, 11, 30, tzinfo=UTC)  # Wed 2026-11-25 19:30 in Shanghai
+LINE = "党课 | 学习党章第一章 | 11月25日 19:30 | 三楼会议室"
+SIGNED = "签到成功"  # meetings.signed: "✅ {time} 签到成功：{title}"
+ALREADY = "无需重复"  # meetings.already_signed: "你已于 {time} 签到，无需重复。"
+CONCURRENCY = Settings.model_fields["max_concurrent_updates"].default
+
+
+class BenchHarness(BotHarness):
+    """``BotHarness`` polling like the bot does in production: at most ``concurrency`` updates in hand.
+    (The tests' harness sets no limit; with 2,000 presses pending that would be 2,000 tasks at once.)"""
+
+    def __init__(self, *args, concurrency: int | None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.concurrency = concurrency
+
+    async def start(self) -> BenchHarness:
+        from bot.app import allowed_updates, build_application
+        from storage.migrate import upgrade_to_head
+
+        self.app = build_application(self.settings, clock=self.clock)
+        await upgrade_to_head(self.app.db.engine)
+        await self.app.start_workers()
+        self._task = asyncio.create_task(
+            self.app.dispatcher.start_polling(
+                self.app.bot,
+                handle_signals=False,
+                close_bot_session=False,
+                polling_timeout=1,
+                allowed_updates=allowed_updates(self.app.dispatcher),
+                tasks_concurrency_limit=self.concurrency,
+            )
+        )
+        await self.emulator.wait_for_call("getMe", timeout=10)
+        return self
+
+
+# ------------------------------------------------------------------------------------------- set-up
+
+
+def buttons(message: dict) -> dict[str, str]:
+    rows = (message.get("reply_markup") or {}).get("inline_keyboard") or []
+    return {button["text"]: button.get("callback_data") or "" for row in rows for button in row}
+
+
+def button_data(message: dict, starts_with: str) -> str:
+    found = [data for text, data in buttons(message).items() if text.startswith(starts_with)]
+    if not found:
+        raise RuntimeError(f"no button {starts_with!r} under {message.get('text', '')[:60]!r}: {list(buttons(message))}")
+    return found[0]
+
+
+def last_in_group(emulator: BotAPIEmulator, mark: str) -> dict:
+    found = [m for m in emulator.sent_messages(GROUP) if mark in (m.get("text") or "")]
+    if not found:
+        texts = [(m.get("text") or "")[:40] for m in emulator.sent_messages(GROUP)[-5:]]
+        raise RuntimeError(f"no group message with {mark!r}; the last ones: {texts}")
+    return found[-1]
+
+
+async def prepare(emulator: BotAPIEmulator, bot: BotHarness, clock: FrozenClock, members: list[int]) -> dict:
+    """The group, its members seen by the bot, the meeting published and its sign-in opened. Returns the
+    sign-in message."""
+    emulator.add_user(SECRETARY, "李", "书记")
+    for user_id in members:
+        emulator.add_user(user_id, f"党员{user_id}")
+    emulator.add_chat(GROUP, "supergroup", "第一党支部")
+    emulator.set_admins(GROUP, [], creator_id=SECRETARY)
+    emulator.bot_added(GROUP, SECRETARY, status="administrator")
+    await bot.settle()
+
+    # Seen in the group: on the roster, and in the bot's roster cache, as in a group it has been in a while.
+    started = time.monotonic()
+    emulator.send_message(GROUP, SECRETARY, "大家好")
+    for user_id in members:
+        emulator.send_message(GROUP, user_id, "到")
+    await bot.settle(timeout=max(60.0, len(members) / 20))
+    print(f"  {len(members)} members seen in the group in {time.monotonic() - started:.1f}s", flush=True)
+
+    emulator.send_message(GROUP, SECRETARY, f"/meeting {LINE}")
+    await bot.settle()
+    preview = last_in_group(emulator, "会议预览")
+    emulator.press_button(GROUP, SECRETARY, preview["message_id"], button_data(preview, "✅ 发布"))
+    await bot.settle()
+    last_in_group(emulator, "会议通知")
+
+    clock.set(START)  # the due schedule opens sign-in; the outbox posts the sign-in message
+    await bot.settle()
+    return last_in_group(emulator, "签到开始")
+
+
+# ------------------------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Press:
+    user_id: int
+    due: float  # when this member presses (monotonic): latencies are measured from here
+    injected: float  # when the driver got to inject it (later than due when the event loop was busy)
+    update: dict
+
+
+async def press_all(
+    emulator: BotAPIEmulator, members: list[int], message_id: int, data: str, offsets: list[float]
+) -> dict[str, Press]:
+    """Inject one press per member at ``start + offsets[i]``; returns them by callback query id.
+
+    Presses whose time has come are injected together; the driver then sleeps until the next one is due.
+    When the loop is busy (the bot runs in it too) the driver gets there late, but each press keeps its due
+    time: a member's tap does not wait for the bot, so that wait belongs to the latency."""
+    presses: dict[str, Press] = {}
+    start = time.monotonic()
+    i = 0
+    while i < len(members):
+        now = time.monotonic()
+        while i < len(members) and start + offsets[i] <= now:
+            update = emulator.press_button(GROUP, members[i], message_id, data)
+            presses[update["callback_query"]["id"]] = Press(members[i], start + offsets[i], now, update)
+            i += 1
+        if i < len(members):
+            await asyncio.sleep(max(0.0, start + offsets[i] - time.monotonic()))
+    return presses
+
+
+def answers_since(emulator: BotAPIEmulator, seq: int, ids) -> dict[str, list]:
+    """``answerCallbackQuery`` calls recorded after ``seq`` for these callback ids, by id."""
+    found: dict[str, list] = {}
+    for call in emulator.calls_of("answerCallbackQuery"):
+        qid = str(call.params.get("callback_query_id"))
+        if call.seq > seq and qid in ids:
+            found.setdefault(qid, []).append(call)
+    return found
+
+
+async def sign_in_rows(bot: BotHarness, meeting_id: int) -> tuple[int, int, set[int]]:
+    """(rows, distinct members, the members) of the meeting in ``meeting_sign_ins``."""
+    async with bot.app.db.transaction(read_only=True) as session:
+        rows, distinct = (
+            await session.execute(
+                select(func.count(), func.count(func.distinct(MeetingSignIn.user_id))).where(
+                    MeetingSignIn.meeting_id == meeting_id
+                )
+            )
+        ).one()
+        users = set(
+            (await session.scalars(select(MeetingSignIn.user_id).where(MeetingSignIn.meeting_id == meeting_id))).all()
+        )
+    return rows, distinct, users
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p99 of 2,000 is the 1,980th smallest)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+@dataclass
+class Run:
+    mode: str
+    members: int
+    window_seconds: float  # presses spread over this (paced); the target for the last answer
+    wall_seconds: float  # first press → last answer
+    throughput: float  # sign-ins per second over the wall time
+    p50: float
+    p95: float
+    p99: float
+    max: float
+    injector_late_max: float  # how far behind its schedule the driver injected a press, at worst
+    answered_once: int  # presses answered exactly once, successfully, with the success text
+    unanswered: int
+    answered_twice: int
+    failed_answers: int  # answers that were not 200 or did not say 签到成功
+    rows: int
+    distinct_rows: int
+    missing_members: int
+    unexpected_rows: int
+    redelivered: int
+    redelivered_answers: int  # must be 0: a redelivered update was handled already
+    repeated: int
+    repeated_answered_already: int  # second presses answered once with "无需重复"
+    rows_after_again: int
+    button_after: str  # the sign-in button's text once the debounced edits are done
+    edits_during: int  # edits of the group's messages while signing in (debounced count updates)
+    rate_limited: int  # 429s from the emulator during the round
+    process_cpu_percent: float  # this process (bot, emulator and driver share it) during the sign-in
+    roster_seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def correct(self) -> bool:
+        n = self.members
+        return (
+            self.answered_once == n
+            and self.rows == self.distinct_rows == self.rows_after_again == n
+            and self.missing_members == self.unexpected_rows == 0
+            and self.redelivered_answers == 0
+            and self.repeated_answered_already == self.repeated
+        )
+
+    def in_time(self, slack: float) -> bool:
+        return self.wall_seconds <= self.window_seconds * slack
+
+
+async def measure(mode: str, opts: argparse.Namespace, tmp: Path) -> Run:
+    members = list(range(FIRST_MEMBER, FIRST_MEMBER + opts.members))
+    order = members[:]
+    random.Random(opts.seed).shuffle(order)  # members press in no particular order
+    n = len(order)
+    offsets = [i * opts.window / n for i in range(n)] if mode == "paced" else [0.0] * n
+    clock = FrozenClock(CREATED)
+    database_url = f"sqlite+aiosqlite:///{tmp / f'{mode}.db'}"
+    concurrency = opts.concurrency or None
+
+    async with (
+        BotAPIEmulator(enforce_limits=True) as emulator,
+        BenchHarness(emulator, database_url, clock=clock, concurrency=concurrency) as bot,
+    ):
+        started = time.monotonic()
+        signin = await prepare(emulator, bot, clock, members)
+        roster_seconds = time.monotonic() - started
+        data = button_data(signin, "✅ 签到")
+        meeting_id = int(data.split(":")[1])
+        message_id = signin["message_id"]
+
+        # --- timed: every member presses once
+        seq0, limited0 = emulator.last_seq, emulator.rate_limited_count
+        cpu0 = time.process_time()
+        presses = await press_all(emulator, order, message_id, data, offsets)
+        try:
+            await emulator.wait_for_call(
+                "answerCallbackQuery",
+                lambda call: str(call.params.get("callback_query_id")) in presses,
+                count=n,
+                since=seq0,
+                timeout=opts.window * opts.slack + 60,
+            )
+        except AssertionError as error:  # reported below as unanswered presses
+            print(f"  not every press was answered: {str(error)[:300]}", file=sys.stderr)
+        cpu = time.process_time() - cpu0
+        answers = answers_since(emulator, seq0, presses)
+        first_due = min(p.due for p in presses.values())
+        last_answer = max((calls[0].at for calls in answers.values()), default=first_due)
+        edits = sum(
+            call.seq > seq0 and call.params.get("chat_id") == GROUP
+            for method in ("editMessageText", "editMessageReplyMarkup")
+            for call in emulator.calls_of(method)
+        )
+        await bot.settle(timeout=120)  # anything still in hand finishes before the rows are read
+        rows, distinct, users = await sign_in_rows(bot, meeting_id)
+
+        # --- the same updates again (redelivery), and a second tap by some members (new callback ids)
+        again = list(presses.values())[: min(opts.again, n)]
+        seq1 = emulator.last_seq
+        for press in again:
+            emulator.redeliver(press.update)
+        await bot.settle()
+        redelivered_answers = sum(len(calls) for calls in answers_since(emulator, seq1, presses).values())
+        seq2 = emulator.last_seq
+        repeats = {}
+        for press in again:
+            update = emulator.press_button(GROUP, press.user_id, message_id, data)
+            repeats[update["callback_query"]["id"]] = press.user_id
+        await bot.settle(timeout=60)  # also flushes the debounced count edits
+        repeat_answers = answers_since(emulator, seq2, repeats)
+        rows_after, _, _ = await sign_in_rows(bot, meeting_id)
+        button = next(iter(buttons(emulator.message(GROUP, message_id))), "")
+        rate_limited = emulator.rate_limited_count - limited0
+
+    def answered_ok(calls: list) -> bool:
+        return len(calls) == 1 and calls[0].status == 200 and SIGNED in str(calls[0].params.get("text", ""))
+
+    latencies = [calls[0].at - presses[qid].due for qid, calls in answers.items()]
+    wall = last_answer - first_due
+    return Run(
+        mode=mode,
+        members=n,
+        window_seconds=opts.window,
+        wall_seconds=round(wall, 3),
+        throughput=round(len(answers) / wall, 1) if wall > 0 else 0.0,
+        p50=round(percentile(latencies, 50), 4) if latencies else math.nan,
+        p95=round(percentile(latencies, 95), 4) if latencies else math.nan,
+        p99=round(percentile(latencies, 99), 4) if latencies else math.nan,
+        max=round(max(latencies), 4) if latencies else math.nan,
+        injector_late_max=round(max(p.injected - p.due for p in presses.values()), 4),
+        answered_once=sum(answered_ok(calls) for calls in answers.values()),
+        unanswered=n - len(answers),
+        answered_twice=sum(len(calls) > 1 for calls in answers.values()),
+        failed_answers=sum(not answered_ok(calls) for calls in answers.values() if len(calls) == 1),
+        rows=rows,
+        distinct_rows=distinct,
+        missing_members=len(set(members) - users),
+        unexpected_rows=len(users - set(members)),
+        redelivered=len(again),
+        redelivered_answers=redelivered_answers,
+        repeated=len(repeats),
+        repeated_answered_already=sum(
+            len(calls) == 1 and calls[0].status == 200 and ALREADY in str(calls[0].params.get("text", ""))
+            for calls in repeat_answers.values()
+        ),
+        rows_after_again=rows_after,
+        button_after=button,
+        edits_during=edits,
+        rate_limited=rate_limited,
+        process_cpu_percent=round(100 * cpu / wall) if wall > 0 else 0.0,
+        roster_seconds=round(roster_seconds, 2),
+        latencies=[round(x, 4) for x in sorted(latencies)],
+    )
+
+
+def configure_logging(path: Path, level: str) -> None:
+    """Log as the bot does (``LOG_LEVEL``, its format; aiogram logs one line per update at INFO), to a
+    file: writing the lines is part of what an update costs."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+# ------------------------------------------------------------------------------------------- main
+
+
+def print_table(runs: list[Run], slack: float) -> None:
+    head = (
+        f"{'mode':<6} {'members':>7} {'window':>6} {'wall':>7} {'sign-in/s':>9} {'p50':>7} {'p95':>7} {'p99':>7} "
+        f"{'max':>7} {'once':>5} {'rows':>5} {'lost':>4} {'dup':>4} {'edits':>5} {'429':>4} {'CPU':>5} {'result':>6}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in runs:
+        ok = r.correct and r.in_time(slack)
+        print(
+            f"{r.mode:<6} {r.members:>7} {r.window_seconds:>5g}s {r.wall_seconds:>6.2f}s {r.throughput:>9.1f} "
+            f"{r.p50:>6.3f}s {r.p95:>6.3f}s {r.p99:>6.3f}s {r.max:>6.3f}s {r.answered_once:>5} {r.rows:>5} "
+            f"{r.missing_members:>4} {r.answered_twice + r.rows - r.distinct_rows:>4} {r.edits_during:>5} "
+            f"{r.rate_limited:>4} {r.process_cpu_percent:>4.0f}% {'pass' if ok else 'FAIL':>6}"
+        )
+
+
+def report(r: Run, slack: float) -> None:
+    print(
+        f"  {r.mode}: {r.answered_once}/{r.members} answered once with 签到成功 ({r.unanswered} unanswered, "
+        f"{r.answered_twice} answered twice, {r.failed_answers} wrong answers); rows {r.rows} "
+        f"({r.distinct_rows} distinct, {r.missing_members} members missing, {r.unexpected_rows} unexpected)"
+    )
+    print(
+        f"  {r.mode}: {r.redelivered} updates redelivered → {r.redelivered_answers} answers; {r.repeated} second "
+        f"presses → {r.repeated_answered_already} told 无需重复; rows afterwards {r.rows_after_again}; "
+        f"button now {r.button_after!r}"
+    )
+    print(
+        f"  {r.mode}: wall {r.wall_seconds:.2f}s against {r.window_seconds:g}s × {slack:g}: "
+        f"{'in time' if r.in_time(slack) else 'TOO SLOW'}; the driver injected at worst "
+        f"{r.injector_late_max * 1000:.0f} ms behind its schedule; set-up {r.roster_seconds:.1f}s",
+        flush=True,
+    )
+
+
+async def run_all(opts: argparse.Namespace) -> list[Run]:
+    modes = ["paced", "burst"] if opts.mode == "both" else [opts.mode]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-meetings-") as tmpdir:
+        tmp = Path(tmpdir)
+        configure_logging(tmp / "bot.log", opts.log_level)
+        for mode in modes:
+            for round_no in range(1, opts.rounds + 1):
+                print(f"{mode}, round {round_no}:", flush=True)
+                round_dir = tmp / f"{mode}-{round_no}"
+                round_dir.mkdir()
+                runs.append(await measure(mode, opts, round_dir))
+                report(runs[-1], opts.slack)
+        if opts.keep_log:
+            Path(opts.keep_log).write_bytes((tmp / "bot.log").read_bytes())
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.meetings", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--members", type=int, default=2000, help="members who sign in (default 2000)")
+    ap.add_argument("--window", type=float, default=10.0, help="seconds the presses are spread over (default 10)")
+    ap.add_argument(
+        "--mode",
+        choices=("paced", "burst", "both"),
+        default="both",
+        help="paced: presses evenly over the window; burst: all at once; both (default): one round of each",
+    )
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of each mode, each from scratch (default 1)")
+    ap.add_argument(
+        "--slack", type=float, default=1.5, help="fail when the wall time exceeds window × slack (default 1.5)"
+    )
+    ap.add_argument("--again", type=int, default=50, help="presses redelivered, and second presses (default 50)")
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=CONCURRENCY,
+        help=f"updates in hand at once, as MAX_CONCURRENT_UPDATES (default {CONCURRENCY}; 0: no limit, as in tests)",
+    )
+    ap.add_argument("--seed", type=int, default=1, help="seed of the order members press in")
+    ap.add_argument("--log-level", default="INFO", help="the bot's log level (default INFO, as deployed)")
+    ap.add_argument("--keep-log", metavar="FILE", help="copy the bot's log to FILE")
+    ap.add_argument("--profile", metavar="FILE", help="run under cProfile, stats to FILE (figures not written)")
+    args = ap.parse_args(argv)
+    if args.members < 1 or args.rounds < 1 or args.window <= 0 or args.again < 0:
+        ap.error("--members and --rounds must be at least 1, --window positive, --again not negative")
+
+    print(
+        f"Meeting sign-in bench: {args.members} members of one meeting press 签到, mode {args.mode}, window "
+        f"{args.window:g}s (fail beyond {args.window * args.slack:g}s); bot and emulator in this process, emulator "
+        f"enforcing Telegram's limits, bot with its shipped limits, MAX_CONCURRENT_UPDATES="
+        f"{args.concurrency or 'unlimited'}, LOG_LEVEL={args.log_level}."
+    )
+    print(
+        f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}.\n",
+        flush=True,
+    )
+    try:
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            runs = profiler.runcall(asyncio.run, run_all(args))
+            profiler.dump_stats(args.profile)
+        else:
+            runs = asyncio.run(run_all(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+    print()
+    print_table(runs, args.slack)
+    correct = all(r.correct for r in runs)
+    in_time = all(r.in_time(args.slack) for r in runs)
+    print()
+    for mode in dict.fromkeys(r.mode for r in runs):
+        mine = [r for r in runs if r.mode == mode]
+        print(
+            f"{mode}: median {statistics.median(r.throughput for r in mine):.0f} sign-ins/s, p99 "
+            f"{statistics.median(r.p99 for r in mine):.3f}s, wall {statistics.median(r.wall_seconds for r in mine):.2f}s"
+        )
+    print(f"every member signed in exactly once, every press answered once: {'yes' if correct else 'NO'}")
+    print(f"every round within {args.window:g}s × {args.slack:g}: {'yes' if in_time else 'NO'}")
+    if args.profile:
+        print(f"cProfile stats in {args.profile}; profiled figures not written to {RESULTS}")
+    else:
+        write_results(args, runs, correct, in_time)
+    return 0 if correct and in_time else 1
+
+
+def write_results(args: argparse.Namespace, runs: list[Run], correct: bool, in_time: bool) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "config": {
+            **vars(args),
+            "emulator_enforce_limits": True,
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "loadavg_at_end": os.getloadavg()[0],
+        },
+        "runs": [{**asdict(r), "correct": r.correct, "in_time": r.in_time(args.slack)} for r in runs],
+        "every_sign_in_exactly_once": correct,
+        "every_round_in_time": in_time,
+    }
+    RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
