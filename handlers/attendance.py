@@ -17,11 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.context import RequestContext
 from bot.i18n import Translator
 from bot.services import attendance as attendance_service
+from bot.services import chats as chat_service
 from bot.services import identity as identity_service
 from bot.services import meetings as meeting_service
 from bot.services.errors import DomainError
 from handlers import meetings as meeting_view
-from handlers.common import explain, quote, refuse_callback
+from handlers.common import explain, quote, refuse_callback, require_group_committee_callback
 from storage.models import Meeting
 
 if TYPE_CHECKING:
@@ -247,7 +248,6 @@ async def code_message(message: Message, ctx: RequestContext, meeting_updates) -
         return
     if await identity_service.current_form(ctx.session, ctx.person.id) is not None:
         raise SkipHandler  # digits typed into the 亮身份 form are its answer, not a code
-    from bot.services import chats as chat_service
 
     try:
         results = await attendance_service.sign_in_by_code(ctx.session, ctx.person.id, found.group(1), ctx.clock.now())
@@ -341,8 +341,6 @@ async def _proxy_page(callback: CallbackQuery, ctx: RequestContext, meeting: Mee
 
 
 async def proxy_button(callback: CallbackQuery, callback_data: ProxyButton, ctx: RequestContext) -> None:
-    from handlers.common import require_group_committee_callback
-
     if not await require_group_committee_callback(ctx, callback):
         return
     t = ctx.t
@@ -425,8 +423,6 @@ async def minutes_reply(message: Message, ctx: RequestContext, meeting_id: int) 
 
 async def send_makeup(message: Message, ctx: RequestContext, meeting_id: int) -> None:
     """补学 materials asked for through the group's link (a member the bot could not message first)."""
-    from bot.services import chats as chat_service
-
     try:
         meeting, makeup = await attendance_service.makeup_for(ctx.session, meeting_id, ctx.person.id)
     except DomainError as error:

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.context import RequestContext
 from bot.i18n import Translator
 from bot.services import attendance as attendance_service
+from bot.services import chats as chat_service
 from bot.services import meetings as meeting_service
 from bot.services import people as people_service
 from bot.services import roles as role_service
@@ -550,8 +551,6 @@ async def _reply_preview(ctx: RequestContext, message: Message, meeting: Meeting
 
 
 async def ctx_chat_row(ctx: RequestContext):
-    from bot.services import chats as chat_service
-
     return await chat_service.get_chat_by_pk(ctx.session, ctx.chat.id)
 
 
@@ -782,8 +781,6 @@ async def meeting_link(message: Message, ctx: RequestContext, payload: str) -> b
 
 
 async def calendar_file(ctx: RequestContext, meeting: Meeting, user_id: int) -> SendDocument:
-    from bot.services import chats as chat_service
-
     chat = await chat_service.get_chat_by_pk(ctx.session, meeting.chat_id)
     settings = chat_service.settings_of(
         chat, default_language=ctx.group_settings.language, default_timezone=ctx.group_settings.timezone

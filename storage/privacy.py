@@ -3,7 +3,18 @@ from __future__ import annotations
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import AuditLog, Chat, ChatMember, ChatRole, Identity, IdentityDraft, PendingInput, UnitRole, User
+from storage.models import (
+    AuditLog,
+    Chat,
+    ChatMember,
+    ChatRole,
+    Identity,
+    IdentityDraft,
+    MeetingAnswer,
+    PendingInput,
+    UnitRole,
+    User,
+)
 
 
 async def rows_about(session: AsyncSession, user_id: int) -> dict[str, list]:
@@ -30,6 +41,8 @@ async def erase_identity_data(session: AsyncSession, user_id: int) -> None:
     for model in (Identity, IdentityDraft, PendingInput, UnitRole):
         await session.execute(delete(model).where(model.user_id == user_id))
     await session.execute(delete(ChatRole).where(ChatRole.user_id == user_id, ChatRole.source == "granted"))
+    # Attendance stays in the branch's ledger; the reasons a member gave for a leave are theirs.
+    await session.execute(update(MeetingAnswer).where(MeetingAnswer.user_id == user_id).values(reason=None))
     await session.execute(
         update(User).where(User.id == user_id).values(first_name="", last_name=None, username=None, language_code=None)
     )

@@ -4,6 +4,7 @@ button, by code, late, by proxy → summary → minutes → 补学), and the ref
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -409,3 +410,58 @@ async def test_code_only_meeting_and_wrong_codes_are_limited(emulator, bot, cloc
     await bot.settle()
     assert len(await in_db(bot, MeetingSignIn)) == 1
     assert "已于" in last(emulator, 3001)["text"]
+
+
+async def test_the_real_process_publishes_answers_and_signs_in(emulator, sqlite_url) -> None:
+    """`python -m bot` over HTTP with the real clock: publish, answer, open sign-in early from the panel,
+    sign in, close with the summary; a restart sends nothing again."""
+    from zoneinfo import ZoneInfo
+
+    from tests.harness import BotProcess
+
+    def group_texts() -> list[str]:
+        return texts(emulator, GROUP)
+
+    async def until(predicate, timeout: float = 20) -> None:
+        await emulator.wait_for(predicate, timeout=timeout)
+
+    async def tap(message_id: int, starts_with: str, user: int = SECRETARY) -> None:
+        before = len(emulator.calls_of("answerCallbackQuery"))
+        emulator.press_button(GROUP, user, message_id, button_data(emulator.message(GROUP, message_id), starts_with))
+        await until(lambda: len(emulator.calls_of("answerCallbackQuery")) > before)
+
+    starts = datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=1)
+    process = await BotProcess(emulator, sqlite_url, GROUP_MESSAGES_PER_MINUTE="600").start()
+    try:
+        emulator.bot_added(GROUP, SECRETARY, status="administrator")
+        emulator.send_message(GROUP, 3001, "大家好")
+        await until(lambda: any("已获得管理员权限" in text for text in group_texts()), timeout=30)  # admins synced
+        await asyncio.sleep(0.5)  # the roles are written just after the welcome goes out
+        emulator.send_message(GROUP, SECRETARY, f"/meeting 党课 | 进程测试 | {starts:%Y-%m-%d %H:%M} | 会议室")
+        await until(lambda: any("会议预览" in text for text in group_texts()))
+        preview = next(m for m in emulator.sent_messages(GROUP) if "会议预览" in (m.get("text") or ""))
+        await tap(preview["message_id"], "✅ 发布")
+        await until(lambda: any("会议通知" in text for text in group_texts()))
+        post = next(m for m in emulator.sent_messages(GROUP) if "会议通知" in (m.get("text") or ""))
+        await tap(post["message_id"], "✅ 参加", user=3001)
+        await until(lambda: "✅ 参加 · 1" in buttons(emulator.message(GROUP, post["message_id"])))
+
+        emulator.send_message(GROUP, SECRETARY, "/meetings")
+        await until(lambda: any("即将召开" in text for text in group_texts()))
+        listing = next(m for m in emulator.sent_messages(GROUP) if "即将召开" in (m.get("text") or ""))
+        await tap(listing["message_id"], "1")
+        await tap(listing["message_id"], "▶️ 开始签到")
+        await until(lambda: any("签到开始" in text for text in group_texts()))
+        signin = next(m for m in emulator.sent_messages(GROUP) if "签到开始" in (m.get("text") or ""))
+        await tap(signin["message_id"], "✅ 签到", user=3001)
+        assert "签到成功" in last_alert(emulator)
+        await until(lambda: "✅ 签到 · 1" in buttons(emulator.message(GROUP, signin["message_id"])))
+        await tap(listing["message_id"], "⏹ 结束签到")
+        await until(lambda: any("会议小结" in text for text in group_texts()))
+    finally:
+        await process.stop()
+    summaries = sum("会议小结" in text for text in group_texts())
+    again = await BotProcess(emulator, sqlite_url).start()
+    await asyncio.sleep(2)
+    await again.stop()
+    assert summaries == 1 and sum("会议小结" in text for text in group_texts()) == 1

@@ -114,6 +114,30 @@ async def close_checkin(session: AsyncSession, meeting: Meeting, now: datetime, 
     return meeting
 
 
+async def _plan_open(
+    session: AsyncSession, schedule: Schedule, due_at: datetime, settings: GroupSettings, now: datetime
+) -> None:
+    meeting = await meeting_service.meeting_of_schedule(session, schedule)
+    if meeting is None or meeting.status != "scheduled" or meeting.checkin_opened_at is not None:
+        return
+    if meeting.ends_at is not None and now >= meeting.ends_at:  # after an outage: closing comes right after
+        return
+    await open_checkin(session, meeting, now)
+
+
+async def _plan_close(
+    session: AsyncSession, schedule: Schedule, due_at: datetime, settings: GroupSettings, now: datetime
+) -> None:
+    meeting = await meeting_service.meeting_of_schedule(session, schedule)
+    if meeting is not None and meeting.status == "scheduled":
+        await close_checkin(session, meeting, now)
+
+
+# Opening and closing sign-in change the meeting's state, so after an outage they still happen.
+schedule_service.register_kind(meeting_service.OPEN, _plan_open, grace=timedelta(days=30), follows_zone=False)
+schedule_service.register_kind(meeting_service.CLOSE, _plan_close, grace=timedelta(days=30), follows_zone=False)
+
+
 async def open_now(session: AsyncSession, meeting_id: int, chat_pk: int, actor_id: int, now: datetime) -> Meeting:
     meeting = await meeting_service.get_in_chat(session, meeting_id, chat_pk)
     if not await open_checkin(session, meeting, now, actor_id):

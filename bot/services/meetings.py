@@ -11,6 +11,7 @@ Sign-in, the summary and make-up study are in ``bot.services.attendance``.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import chats as chat_service
 from bot.services import outbox as outbox_service
+from bot.services import people as people_service
 from bot.services import roles as role_service
 from bot.services import roster as roster_service
 from bot.services import schedules as schedule_service
@@ -314,8 +316,6 @@ def _local(moment: datetime, zone: ZoneInfo) -> str:
 
 async def _new_code(session: AsyncSession) -> str:
     """A four-digit sign-in code, different from those of the other meetings still to be held."""
-    import secrets
-
     taken = await meeting_store.codes_in_use(session)
     for _ in range(50):
         code = f"{secrets.randbelow(9000) + 1000}"
@@ -434,8 +434,6 @@ async def _leave_reviewers(session: AsyncSession, meeting: Meeting) -> list[int]
     """Who is asked to approve a leave: the meeting's author if the bot can reach them, else a few of
     the committee who can be reached. (All of the committee see leaves in the meeting's name list.)"""
     committee = await role_service.committee_user_ids(session, meeting.chat_id)
-    from bot.services import people as people_service
-
     reachable = {
         user.id for user in await people_service.reachable_users(session, committee | {meeting.created_by or 0})
     }
@@ -572,8 +570,6 @@ async def _tell_everyone_who_answered(
     session: AsyncSession, meeting: Meeting, tag: str, kind: str, args: dict, now: datetime
 ) -> None:
     """A note in the group under the post, and a private message to each member who answered."""
-    from bot.services import people as people_service
-
     answered = [row.user_id for row in await meeting_store.answers_of(session, meeting.id)]
     reachable = sorted(user.id for user in await people_service.reachable_users(session, answered))
     base = {"meeting_id": meeting.id, **args}
@@ -659,7 +655,7 @@ class Reminder:
     minutes: int  # before the start
 
 
-async def _meeting_of(session: AsyncSession, schedule: Schedule) -> Meeting | None:
+async def meeting_of_schedule(session: AsyncSession, schedule: Schedule) -> Meeting | None:
     if not schedule.ref or not schedule.ref.startswith("meeting:"):
         return None
     return await meeting_store.get(session, int(schedule.ref.split(":", 1)[1]))
@@ -670,7 +666,7 @@ async def _plan_reminder(
 ) -> None:
     """A reminder in the group, and in private to the members who have not answered and can be reached.
     Quiet hours hold it back only when they end before the meeting starts."""
-    meeting = await _meeting_of(session, schedule)
+    meeting = await meeting_of_schedule(session, schedule)
     if meeting is None or meeting.status != "scheduled" or now >= meeting.starts_at:
         return
     quiet_end = chat_service.quiet_hours_end(settings, now)
@@ -694,34 +690,7 @@ async def _plan_reminder(
     await outbox_service.plan(session, planned, now)
 
 
-async def _plan_open(
-    session: AsyncSession, schedule: Schedule, due_at: datetime, settings: GroupSettings, now: datetime
-) -> None:
-    from bot.services import attendance as attendance_service
-
-    meeting = await _meeting_of(session, schedule)
-    if meeting is None or meeting.status != "scheduled" or meeting.checkin_opened_at is not None:
-        return
-    if meeting.ends_at is not None and now >= meeting.ends_at:  # after an outage: closing comes right after
-        return
-    await attendance_service.open_checkin(session, meeting, now)
-
-
-async def _plan_close(
-    session: AsyncSession, schedule: Schedule, due_at: datetime, settings: GroupSettings, now: datetime
-) -> None:
-    from bot.services import attendance as attendance_service
-
-    meeting = await _meeting_of(session, schedule)
-    if meeting is None or meeting.status != "scheduled":
-        return
-    await attendance_service.close_checkin(session, meeting, now)
-
-
 schedule_service.register_kind(REMINDER, _plan_reminder, grace=timedelta(hours=6), follows_zone=False)
-# Opening and closing sign-in change the meeting's state, so after an outage they still happen.
-schedule_service.register_kind(OPEN, _plan_open, grace=timedelta(days=30), follows_zone=False)
-schedule_service.register_kind(CLOSE, _plan_close, grace=timedelta(days=30), follows_zone=False)
 
 
 async def of_user(session: AsyncSession, user_id: int) -> list[dict]:
