@@ -53,6 +53,7 @@ KIND_NAMES = {
     "主题党日": "theme_day",
     "党日": "theme_day",
     "themeday": "theme_day",
+    "theme_day": "theme_day",
     "theme": "theme_day",
     "组织生活会": "life",
     "生活会": "life",
