@@ -133,6 +133,7 @@ def mode_text(t: Translator, mode: str) -> str:
 
 def preview_view(t: Translator, meeting: Meeting, settings: GroupSettings, reminders: tuple[int, ...]):
     end = meeting.ends_at.astimezone(settings.zone).strftime("%H:%M")
+    duration = int((meeting.ends_at - meeting.starts_at).total_seconds() // 60)
     text = "\n".join(
         [
             t("meetings.preview_title"),
@@ -152,6 +153,16 @@ def preview_view(t: Translator, meeting: Meeting, settings: GroupSettings, remin
                 InlineKeyboardButton(
                     text=t("meetings.mode_toggle", mode=mode_text(t, meeting.checkin_mode)),
                     callback_data=DraftButton(action="mode", meeting_id=mid).pack(),
+                ),
+            ],
+            [
+                InlineKeyboardButton(
+                    text=t("meetings.duration_toggle", duration=offset_text(t, duration)),
+                    callback_data=DraftButton(action="duration", meeting_id=mid).pack(),
+                ),
+                InlineKeyboardButton(
+                    text=t("meetings.late_toggle", late=meeting.late_minutes),
+                    callback_data=DraftButton(action="late", meeting_id=mid).pack(),
                 ),
             ],
             [
@@ -594,6 +605,12 @@ async def draft_button(
             text, keyboard = preview_view(t, meeting, settings, meeting_service.reminders_of(await ctx_chat_row(ctx)))
             ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
             ctx.replies.add(callback.answer(mode_text(t, meeting.checkin_mode)))
+            return
+        if action in ("duration", "late"):
+            meeting = await meeting_service.cycle_timing(ctx.session, mid, ctx.chat.id, action)
+            text, keyboard = preview_view(t, meeting, settings, meeting_service.reminders_of(await ctx_chat_row(ctx)))
+            ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
+            ctx.replies.add(callback.answer())
             return
         if action != "publish":
             raise DomainError("errors.button_expired")

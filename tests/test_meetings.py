@@ -285,14 +285,23 @@ async def test_guided_creation_and_bad_input(emulator, bot, clock) -> None:
     assert "会议预览" in preview["text"] and "周五 14:00" in preview["text"] and "议程" not in preview["text"]
     preview = await press(emulator, bot, preview, "签到方式")
     assert "签到方式：按钮 🔄" in buttons(preview)
+    preview = await press(emulator, bot, preview, "⏱ 时长")  # 2 hours → 3 hours
+    preview = await press(emulator, bot, preview, "⏰")  # late after 15 → 30 minutes
+    assert (
+        "⏱ 时长 3小时 🔄" in buttons(preview)
+        and "30 分钟后算迟到" in preview["text"]
+        and "17:00 截止" in preview["text"]
+    )
     await press(emulator, bot, preview, "✅ 发布")
     [meeting] = await in_db(bot, Meeting, Meeting.status == "scheduled")
-    assert (meeting.kind, meeting.title, meeting.place, meeting.checkin_mode) == (
+    assert (meeting.kind, meeting.title, meeting.place, meeting.checkin_mode, meeting.late_minutes) == (
         "committee",
         "十一月支委会",
         "https://meeting.example.com/123",
         "button",
+        30,
     )
+    assert meeting.ends_at - meeting.starts_at == timedelta(hours=3)
 
     # Bad one-line input is explained and makes nothing.
     for line, expected in (

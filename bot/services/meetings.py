@@ -68,6 +68,8 @@ GUIDED_STEPS = ("title", "time", "place", "agenda")
 EDITABLE = GUIDED_STEPS
 NO_AGENDA = frozenset({"无", "没有", "跳过", "-", "none", "skip", "no"})
 DEFAULT_DURATION = timedelta(hours=2)
+DURATIONS = (60, 90, 120, 180, 240)  # minutes a meeting may last: sign-in closes at its end
+LATE_AFTER = (5, 10, 15, 30)  # minutes after the start from which a sign-in counts as late
 DEFAULT_REMINDERS = (1440, 60)  # minutes before the start
 MAX_REMINDERS = 3
 MIN_REMINDER, MAX_REMINDER = 5, 7 * 1440
@@ -234,6 +236,26 @@ async def set_checkin_mode(session: AsyncSession, meeting_id: int, chat_pk: int,
     if mode not in CHECKIN_MODES or meeting.status not in ("draft", "scheduled") or meeting.checkin_opened_at:
         raise DomainError("errors.button_expired")
     meeting.checkin_mode = mode
+    await session.flush()
+    return meeting
+
+
+def _next_in(options: tuple[int, ...], current: int) -> int:
+    return options[(options.index(current) + 1) % len(options)] if current in options else options[0]
+
+
+async def cycle_timing(session: AsyncSession, meeting_id: int, chat_pk: int, what: str) -> Meeting:
+    """A draft's length (when sign-in closes) or its late mark, stepped to the next offered value."""
+    meeting = await _in_chat(session, meeting_id, chat_pk)
+    if meeting.status != "draft" or meeting.starts_at is None:
+        raise DomainError("meetings.already_published")
+    if what == "duration":
+        minutes = int((meeting.ends_at - meeting.starts_at).total_seconds() // 60)
+        meeting.ends_at = meeting.starts_at + timedelta(minutes=_next_in(DURATIONS, minutes))
+    elif what == "late":
+        meeting.late_minutes = _next_in(LATE_AFTER, meeting.late_minutes)
+    else:
+        raise DomainError("errors.button_expired")
     await session.flush()
     return meeting
 
