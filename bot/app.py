@@ -36,7 +36,7 @@ from bot.services import schedules as schedule_service
 from bot.services.clock import Clock, SystemClock
 from bot.services.maintenance import prune_processed_updates
 from bot.services.roles import Role
-from handlers import build_root_router
+from handlers import build_root_router, writing_buttons
 from handlers import compliance as compliance_view
 from handlers import schedules as schedule_view
 from storage.db import Database
@@ -159,7 +159,11 @@ def build_dispatcher(
         notice_updates=notice_updates,
         meeting_updates=meeting_updates,
     )
-    dispatcher.update.outer_middleware(UpdateTransactionMiddleware(db, delivery, in_flight, settings.default_language))
+    dispatcher.update.outer_middleware(
+        UpdateTransactionMiddleware(
+            db, delivery, in_flight, settings.default_language, writing_buttons=writing_buttons()
+        )
+    )
     dispatcher.update.outer_middleware(
         ContextMiddleware(
             clock,

@@ -60,10 +60,11 @@ class MeetingUpdates:
             return
         settings = chat_service.settings_of(chat, **self.defaults)
         t = Translator(settings.language)
+        # Each message is edited only when its own figure changed: an edit that changes nothing is
+        # refused by Telegram and still spends one of the group's 20 messages a minute.
+        shown_answers, _, shown_signed = meeting.shown_counts.rpartition("/")
         shown = f"{counts.key()}/{signed}"
-        if shown == meeting.shown_counts:
-            return
-        if meeting.message_id is not None:
+        if counts.key() != shown_answers and meeting.message_id is not None:
             await self.delivery.deliver(
                 EditMessageReplyMarkup(
                     chat_id=chat.telegram_id,
@@ -71,7 +72,7 @@ class MeetingUpdates:
                     reply_markup=meeting_view.post_keyboard(t, meeting, counts),
                 )
             )
-        if meeting.signin_message_id is not None:
+        if str(signed) != shown_signed and meeting.signin_message_id is not None:
             await self.delivery.deliver(
                 EditMessageText(
                     chat_id=chat.telegram_id,
@@ -80,5 +81,6 @@ class MeetingUpdates:
                     reply_markup=attendance_view.signin_keyboard(t, meeting, signed),
                 )
             )
-        async with self.db.transaction() as session:
-            await meeting_service.record_shown(session, meeting_id, shown)
+        if shown != meeting.shown_counts:
+            async with self.db.transaction() as session:
+                await meeting_service.record_shown(session, meeting_id, shown)

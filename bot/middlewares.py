@@ -131,7 +131,16 @@ class UpdateTransactionMiddleware(BaseMiddleware):
     again) and the user gets a short apology instead of silence.
     """
 
-    def __init__(self, db: Database, delivery: Delivery, in_flight: InFlight, default_language: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        delivery: Delivery,
+        in_flight: InFlight,
+        default_language: str,
+        writing_buttons: frozenset[str] = frozenset(),
+    ) -> None:
+        # Buttons (callback data prefixes) whose press always records something: no read attempt first.
+        self.writing_buttons = writing_buttons
         self.chat_order = KeyedLock()
         self.claims = ClaimBatcher(db)
         self.db = db
@@ -157,6 +166,8 @@ class UpdateTransactionMiddleware(BaseMiddleware):
 
     async def _handle(self, handler: Handler, event: Update, data: dict[str, Any]) -> tuple[Any, Replies] | None:
         try:
+            if self._writes(event):  # a sign-in, a confirmation: a read attempt would only be thrown away
+                return await self._attempt(handler, event, data, read_only=False)
             # First as a read: most updates change nothing and need neither the write lock nor a
             # record of their update_id. One that turns out to write is run again, as a write.
             try:
@@ -171,6 +182,10 @@ class UpdateTransactionMiddleware(BaseMiddleware):
             await self._apologise(event, data.get("event_from_user"))
             return None
         return result, replies
+
+    def _writes(self, event: Update) -> bool:
+        query = event.callback_query
+        return query is not None and (query.data or "").split(":", 1)[0] in self.writing_buttons
 
     async def _attempt(
         self, handler: Handler, event: Update, data: dict[str, Any], *, read_only: bool

@@ -59,3 +59,12 @@ def build_root_router() -> Router:
     # Membership first: its service messages (joins, leaves, migrations) are not commands.
     root.include_routers(membership.build_router(), features)
     return root
+
+
+def writing_buttons() -> frozenset[str]:
+    """Buttons whose press always records something (a confirmation, an answer, a sign-in, 已学习):
+    their updates go straight to a write transaction instead of first trying as a read."""
+    from handlers import attendance, meetings, notices
+
+    buttons = (notices.AckButton, meetings.RsvpButton, attendance.SignInButton, attendance.StudiedButton)
+    return frozenset(button.__prefix__ for button in buttons)

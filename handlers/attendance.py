@@ -20,6 +20,7 @@ from bot.services import attendance as attendance_service
 from bot.services import chats as chat_service
 from bot.services import identity as identity_service
 from bot.services import meetings as meeting_service
+from bot.services import people as people_service
 from bot.services.errors import DomainError
 from handlers import meetings as meeting_view
 from handlers.common import explain, quote, refuse_callback, require_group_committee_callback
@@ -246,8 +247,10 @@ async def code_message(message: Message, ctx: RequestContext, meeting_updates) -
     found = CODE_MESSAGE.match(message.text or "")
     if ctx.person is None or found is None:
         return
-    if await identity_service.current_form(ctx.session, ctx.person.id) is not None:
-        raise SkipHandler  # digits typed into the 亮身份 form are its answer, not a code
+    if await people_service.awaits_input(ctx.session, ctx.person.id) or await identity_service.current_form(
+        ctx.session, ctx.person.id
+    ):
+        raise SkipHandler  # digits the bot asked for (a leave reason, the 亮身份 form) are an answer, not a code
 
     try:
         results = await attendance_service.sign_in_by_code(ctx.session, ctx.person.id, found.group(1), ctx.clock.now())

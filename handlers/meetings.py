@@ -53,7 +53,9 @@ from storage.models import Meeting
 if TYPE_CHECKING:
     from bot.outbox import Envelope
 
-PROMPT = re.compile(r"#m(\d+):([a-z]+)(?:-(\d+))?")
+# The tag of a prompt ("#m12:title") ends its first line; the greedy prefix takes the last tag there, so
+# a member's name shown earlier in the line (a 代签 prompt) cannot pose as one.
+PROMPT = re.compile(r"^[^\n]*#m(\d+):([a-z]+)(?:-(\d+))?(?=\n|$)")
 ANSWER_ICONS = {"yes": "✅", "leave": "🙋", "maybe": "🤔"}
 NAMES_SHOWN = 80
 AGENDA_SHOWN = 600
@@ -239,6 +241,9 @@ def names_view(t: Translator, state: meeting_service.Answers, presence, settings
             lines.append(t("meetings.names_late", count=len(presence.late)) + late)
         if presence.absent:
             lines.append(t("meetings.names_absent", count=len(presence.absent)) + _names(t, presence.absent))
+        if presence.guests:
+            guests = [person for person, _ in presence.guests]
+            lines.append(t("meetings.names_guests", count=len(guests)) + _names(t, guests))
         proxies = [(p, row) for p, row in presence.on_time + presence.late if row.method == "proxy"]
         for person, row in proxies[:NAMES_SHOWN]:
             lines.append(t("meetings.names_proxy", name=quote(person.name), note=quote(row.note or "")))
@@ -598,10 +603,7 @@ async def draft_button(
             meeting = await meeting_service.get_in_chat(ctx.session, mid, ctx.chat.id)
             if meeting.status != "draft":
                 raise DomainError("meetings.already_published")
-            modes = meeting_service.CHECKIN_MODES
-            meeting = await meeting_service.set_checkin_mode(
-                ctx.session, mid, ctx.chat.id, modes[(modes.index(meeting.checkin_mode) + 1) % len(modes)]
-            )
+            meeting = await meeting_service.next_checkin_mode(ctx.session, mid, ctx.chat.id)
             text, keyboard = preview_view(t, meeting, settings, meeting_service.reminders_of(await ctx_chat_row(ctx)))
             ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
             ctx.replies.add(callback.answer(mode_text(t, meeting.checkin_mode)))
@@ -624,7 +626,7 @@ async def draft_button(
 
 async def prompt_reply(message: Message, ctx: RequestContext, meeting_updates) -> None:
     """The reply to one of the bot's questions: a guided draft's detail, an edit, a proxy note, minutes."""
-    found = PROMPT.search(message.reply_to_message.text or "")
+    found = PROMPT.match(message.reply_to_message.text or "")
     if ctx.chat is None or found is None or message.reply_to_message.from_user.id != message.bot.id:
         return
     if not await require_committee_message(ctx, message):
@@ -784,6 +786,11 @@ async def meeting_link(message: Message, ctx: RequestContext, payload: str) -> b
             ctx.replies.add(message.answer(ctx.t("meetings.leave_not_asked")))
         return True
     if what == "ics":
+        try:
+            meeting = await meeting_service.visible_to(ctx.session, meeting_id, ctx.person.id, None)
+        except DomainError as error:
+            ctx.replies.add(message.answer(explain(ctx.t, error)))
+            return True
         ctx.replies.add(await calendar_file(ctx, meeting, ctx.person.id))
         return True
     if what == "makeup":
@@ -827,9 +834,11 @@ async def calendar_button(
 ) -> None:
     if ctx.person is None:
         return
-    meeting = await meeting_service.get(ctx.session, callback_data.meeting_id)
-    if meeting is None or meeting.status == "draft" or (ctx.chat is not None and meeting.chat_id != ctx.chat.id):
-        refuse_callback(ctx, callback, "errors.button_expired")
+    chat_pk = ctx.chat.id if ctx.chat is not None else None
+    try:
+        meeting = await meeting_service.visible_to(ctx.session, callback_data.meeting_id, ctx.person.id, chat_pk)
+    except DomainError as error:
+        refuse_callback(ctx, callback, error.key)
         return
     # The file goes to the member privately (a file per tap in the group would bury the chat).
     if not await people_service.reachable_users(ctx.session, [ctx.person.id]):
@@ -884,9 +893,7 @@ async def panel_button(
             ctx.replies.add(callback.answer(url=await deep_link_url(bot, f"mtg_{meeting.id}_ics")))
             return
         elif action == "mode":
-            modes = meeting_service.CHECKIN_MODES
-            next_mode = modes[(modes.index(meeting.checkin_mode) + 1) % len(modes)]
-            meeting = await meeting_service.set_checkin_mode(ctx.session, mid, ctx.chat.id, next_mode)
+            meeting = await meeting_service.next_checkin_mode(ctx.session, mid, ctx.chat.id)
         elif action == "edit":
             if meeting.status != "scheduled":
                 raise DomainError("meetings.not_editable")
@@ -982,7 +989,7 @@ def build_router() -> Router:
     router.message.register(meeting_command, Command("meeting"), groups)
     router.message.register(meetings_command, Command("meetings"), groups)
     router.message.register(
-        prompt_reply, groups, F.reply_to_message.from_user.is_bot, F.reply_to_message.text.regexp(PROMPT, mode="search")
+        prompt_reply, groups, F.reply_to_message.from_user.is_bot, F.reply_to_message.text.regexp(PROMPT)
     )
     router.callback_query.register(kind_button, KindButton.filter())
     router.callback_query.register(draft_button, DraftButton.filter())

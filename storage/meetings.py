@@ -20,8 +20,10 @@ async def answers_of(session: AsyncSession, meeting_id: int) -> list[MeetingAnsw
     return list(result.scalars())
 
 
-async def answer_of(session: AsyncSession, meeting_id: int, user_id: int) -> MeetingAnswer | None:
-    return await session.get(MeetingAnswer, (meeting_id, user_id))
+async def answer_of(
+    session: AsyncSession, meeting_id: int, user_id: int, *, lock: bool = False
+) -> MeetingAnswer | None:
+    return await session.get(MeetingAnswer, (meeting_id, user_id), with_for_update=lock)
 
 
 async def answer_counts(session: AsyncSession, meeting_id: int) -> dict[str, int]:
@@ -192,3 +194,15 @@ async def active_group_ids(session: AsyncSession) -> list[int]:
         select(Chat.id).where(Chat.is_active.is_(True), Chat.type.in_(("group", "supergroup")))
     )
     return list(result.scalars())
+
+
+async def drop_unstudied_makeup(session: AsyncSession, meeting_id: int, user_id: int) -> None:
+    from sqlalchemy import delete
+
+    await session.execute(
+        delete(MeetingMakeup).where(
+            MeetingMakeup.meeting_id == meeting_id,
+            MeetingMakeup.user_id == user_id,
+            MeetingMakeup.studied_at.is_(None),
+        )
+    )

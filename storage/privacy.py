@@ -11,6 +11,7 @@ from storage.models import (
     Identity,
     IdentityDraft,
     MeetingAnswer,
+    MeetingSignIn,
     PendingInput,
     UnitRole,
     User,
@@ -43,6 +44,7 @@ async def erase_identity_data(session: AsyncSession, user_id: int) -> None:
     await session.execute(delete(ChatRole).where(ChatRole.user_id == user_id, ChatRole.source == "granted"))
     # Attendance stays in the branch's ledger; the reasons a member gave for a leave are theirs.
     await session.execute(update(MeetingAnswer).where(MeetingAnswer.user_id == user_id).values(reason=None))
+    await session.execute(update(MeetingSignIn).where(MeetingSignIn.user_id == user_id).values(note=None))
     await session.execute(
         update(User).where(User.id == user_id).values(first_name="", last_name=None, username=None, language_code=None)
     )

@@ -10,8 +10,18 @@ from storage.upsert import insert_for
 
 
 async def claim_update(session: AsyncSession, update_id: int) -> bool:
-    """Record the update as processed; False when it was processed before (a redelivery)."""
-    return update_id in await claim_updates(session, [update_id])
+    """Record the update as processed; False when it was processed before (a redelivery).
+
+    A single-row INSERT with a bound value, so SQLAlchemy compiles it once (a multi-row VALUES list
+    is compiled anew each time, which costs every writing update)."""
+    insert = insert_for(session)
+    result = await session.execute(
+        insert(ProcessedUpdate)
+        .values(update_id=update_id)
+        .on_conflict_do_nothing()
+        .returning(ProcessedUpdate.update_id)
+    )
+    return result.first() is not None
 
 
 async def forget_updates_before(session: AsyncSession, moment: datetime) -> int:

@@ -213,11 +213,12 @@ async def test_the_whole_life_of_a_meeting(emulator, bot, clock) -> None:
     await reply(emulator, bot, prompt, "在车间值班，电话确认参会")
     assert "已为 党员3006 代签" in last(emulator)["text"]
     [proxy] = await in_db(bot, MeetingSignIn, MeetingSignIn.user_id == 3006)
+    # Vouched for by the committee: not marked late.
     assert (proxy.method, proxy.proxy_by, proxy.note, proxy.late) == (
         "proxy",
         SECRETARY,
         "在车间值班，电话确认参会",
-        True,
+        False,
     )
 
     # Sign-in closes at the end (2 hours): the summary goes to the group; a code after it is refused.
@@ -225,9 +226,10 @@ async def test_the_whole_life_of_a_meeting(emulator, bot, clock) -> None:
     await bot.settle()
     summary = last(emulator)
     assert "会议小结" in summary["text"]
-    # Expected: the 6 members, the secretary and the deputy. Present 3001, 3005 on time; 3002, 3006 late.
-    # On leave: 3003 (approved) and 3004 (reason never given: still counts as leave). Absent: the rest.
-    assert "应到 8 · 到会 4（迟到 2）· 请假 2 · 缺席 2" in summary["text"]
+    # Expected: the 6 members, the secretary and the deputy. Present 3001, 3005, 3006 (proxy) on time;
+    # 3002 late. On leave: 3003 (approved). Absent: 3004 (a leave whose reason never came is no leave),
+    # the secretary and the deputy.
+    assert "应到 8 · 到会 4（迟到 1）· 请假 1 · 缺席 3" in summary["text"]
     assert buttons(emulator.message(GROUP, signin["message_id"])) == {}
     emulator.send_message(3001, 3001, code)
     await bot.settle()
@@ -249,7 +251,7 @@ async def test_the_whole_life_of_a_meeting(emulator, bot, clock) -> None:
     rows = {row.user_id: row for row in await in_db(bot, MeetingMakeup)}
     assert {user_id: row.reason for user_id, row in rows.items()} == {
         3003: "leave",
-        3004: "leave",
+        3004: "absent",
         SECRETARY: "absent",
         DEPUTY: "absent",
     }
@@ -474,3 +476,45 @@ async def test_the_real_process_publishes_answers_and_signs_in(emulator, sqlite_
     await asyncio.sleep(2)
     await again.stop()
     assert summaries == 1 and sum("会议小结" in text for text in group_texts()) == 1
+
+
+async def test_outsiders_self_approval_and_names_that_look_like_tags(emulator, bot, clock) -> None:
+    emulator.add_user(9999, "路人")
+    emulator.add_user(3007, "#m1:edittitle")  # a member whose name looks like a prompt's tag
+    emulator.send_message(GROUP, 3007, "大家好")
+    await bot.settle()
+    post = await publish(emulator, bot)
+    [meeting] = await in_db(bot, Meeting)
+
+    # The calendar file (title, place, agenda) only for the group's members.
+    emulator.send_message(9999, 9999, f"/start mtg_{meeting.id}_ics")
+    emulator.press_button(9999, 9999, 1, f"mtc:{meeting.id}", forged=True)
+    await bot.settle()
+    assert not [call for call in emulator.calls_of("sendDocument") if str(call.params.get("chat_id")) == "9999"]
+    assert "不在这个会议所在的群" in last(emulator, 9999)["text"]
+
+    # Nobody decides on their own leave; digits written as its reason are the reason, not a code.
+    emulator.press_button(GROUP, SECRETARY, post["message_id"], button_data(post, "🙋 请假"))
+    await bot.settle()
+    emulator.send_message(SECRETARY, SECRETARY, "2024")
+    await bot.settle()
+    assert "等待支委审批" in last(emulator, SECRETARY)["text"]
+    emulator.press_button(SECRETARY, SECRETARY, 1, f"mtl:{meeting.id}:{SECRETARY}:1", forged=True)
+    await bot.settle()
+    assert "不能审批自己的请假" in last_alert(emulator)
+    [leave] = await in_db(bot, MeetingAnswer, MeetingAnswer.user_id == SECRETARY)
+    assert (leave.reason, leave.leave_status) == ("2024", "pending")
+
+    # 代签 for the member whose name looks like a tag: the note is a note, the title stays.
+    clock.set(START)
+    await bot.settle()
+    emulator.send_message(GROUP, SECRETARY, "/meetings")
+    await bot.settle()
+    panel = await press(emulator, bot, last(emulator), "1")
+    choose = await press(emulator, bot, panel, "👤 代签")
+    choose = await press(emulator, bot, choose, "›")  # eight names a page
+    await press(emulator, bot, choose, "#m1:edittitle")
+    await reply(emulator, bot, last(emulator), "电话确认参会")
+    [meeting] = await in_db(bot, Meeting)
+    assert meeting.title == "学习党章第一章"
+    assert [row.user_id for row in await in_db(bot, MeetingSignIn)] == [3007]

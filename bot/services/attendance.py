@@ -191,7 +191,8 @@ async def _record(
     by: int | None = None,
     note: str | None = None,
 ) -> SignInResult:
-    late = is_late(meeting, now)
+    # The committee vouches for a proxy sign-in (someone in the room without a phone): not late.
+    late = is_late(meeting, now) if method != "proxy" else False
     new = await meeting_store.add_sign_in(
         session,
         {
@@ -262,6 +263,7 @@ async def proxy_sign_in(
         raise DomainError("meetings.not_member_of_group")
     result = await _record(session, meeting, user_id, "proxy", now, by=actor_id, note=note)
     if result.new:
+        await meeting_store.drop_unstudied_makeup(session, meeting_id, user_id)  # they were there after all
         session.add(
             AuditLog(
                 chat_id=chat_pk, actor_id=actor_id, action="meeting_proxy_sign_in", detail=f"{meeting_id} {user_id}"
@@ -297,6 +299,7 @@ class Attendance:
     late: list[tuple[RosterEntry, MeetingSignIn]]
     leave: list[tuple[RosterEntry, MeetingAnswer]]
     absent: list[RosterEntry]
+    guests: list[tuple[RosterEntry, MeetingSignIn]]  # signed in without being expected
 
     @property
     def present(self) -> int:
@@ -308,8 +311,8 @@ class Attendance:
 
 
 def on_leave(row: MeetingAnswer | None) -> bool:
-    """A leave counts unless the committee rejected it."""
-    return row is not None and row.answer == "leave" and row.leave_status != "rejected"
+    """A leave counts once its reason is given, unless the committee rejected it."""
+    return row is not None and row.answer == "leave" and row.leave_status in ("pending", "approved")
 
 
 async def attendance(session: AsyncSession, meeting_id: int, chat_pk: int | None = None) -> Attendance:
@@ -317,18 +320,24 @@ async def attendance(session: AsyncSession, meeting_id: int, chat_pk: int | None
     if meeting is None or meeting.status == "draft" or (chat_pk is not None and meeting.chat_id != chat_pk):
         raise DomainError("errors.button_expired")
     people = await meeting_service.names_of(session, meeting.chat_id)
+
+    def people_entry(user_id: int) -> RosterEntry:
+        return meeting_service.entry_of(people, user_id)
+
     signed = {row.user_id: row for row in await meeting_store.sign_ins_of(session, meeting_id)}
     answers = {row.user_id: row for row in await meeting_store.answers_of(session, meeting_id)}
 
-    def entry(user_id: int) -> RosterEntry:
-        return people.get(user_id) or RosterEntry(user_id, str(user_id), None, "left", None, None, False)
-
-    on_time = [(entry(uid), row) for uid, row in signed.items() if not row.late]
-    late = [(entry(uid), row) for uid, row in signed.items() if row.late]
-    missing = [person for person in await meeting_service.expected(session, meeting) if person.user_id not in signed]
+    expected = await meeting_service.expected(session, meeting)
+    wanted = {person.user_id for person in expected}
+    # Figures are of those expected; someone else who signed in (a member at a committee meeting) is a
+    # guest, listed but not counted.
+    on_time = [(people_entry(uid), row) for uid, row in signed.items() if not row.late and uid in wanted]
+    late = [(people_entry(uid), row) for uid, row in signed.items() if row.late and uid in wanted]
+    guests = [(people_entry(uid), row) for uid, row in signed.items() if uid not in wanted]
+    missing = [person for person in expected if person.user_id not in signed]
     leave = [(person, answers[person.user_id]) for person in missing if on_leave(answers.get(person.user_id))]
     absent = [person for person in missing if not on_leave(answers.get(person.user_id))]
-    return Attendance(meeting, on_time, late, leave, absent)
+    return Attendance(meeting, on_time, late, leave, absent, guests)
 
 
 # ------------------------------------------------------------------------------------------ minutes, 补学

@@ -19,7 +19,7 @@ def meeting_ics(meeting: Meeting, *, title: str, description: str, now: datetime
     calendar = Calendar()
     calendar.add("prodid", PRODUCT_ID)
     calendar.add("version", "2.0")
-    calendar.add("method", "CANCEL" if meeting.status == "cancelled" else "PUBLISH")
+    calendar.add("method", "PUBLISH")  # a cancelled meeting is published with STATUS:CANCELLED
     event = Event()
     event.add("uid", f"meeting-{meeting.id}@branch-assistant")
     event.add("dtstamp", now)

@@ -231,11 +231,12 @@ def _apply(meeting: Meeting, field: str, text: str, zone: ZoneInfo, now: datetim
         raise DomainError("errors.button_expired")
 
 
-async def set_checkin_mode(session: AsyncSession, meeting_id: int, chat_pk: int, mode: str) -> Meeting:
+async def next_checkin_mode(session: AsyncSession, meeting_id: int, chat_pk: int) -> Meeting:
+    """Button + code → button → code → …, until sign-in opens."""
     meeting = await _in_chat(session, meeting_id, chat_pk)
-    if mode not in CHECKIN_MODES or meeting.status not in ("draft", "scheduled") or meeting.checkin_opened_at:
+    if meeting.status not in ("draft", "scheduled") or meeting.checkin_opened_at:
         raise DomainError("errors.button_expired")
-    meeting.checkin_mode = mode
+    meeting.checkin_mode = CHECKIN_MODES[(CHECKIN_MODES.index(meeting.checkin_mode) + 1) % len(CHECKIN_MODES)]
     await session.flush()
     return meeting
 
@@ -273,7 +274,10 @@ async def forget_stale_drafts(session: AsyncSession, now: datetime) -> int:
 
 
 async def _in_chat(session: AsyncSession, meeting_id: int, chat_pk: int) -> Meeting:
-    """The group's own meeting (locked for the transaction on PostgreSQL); anything else is a stale button."""
+    """The group's own meeting (locked for the transaction on PostgreSQL); anything else is a stale button.
+    Its timed steps are locked first, in the order a firing takes them (step, then meeting), so that a
+    change and a firing wait for each other instead of deadlocking."""
+    await schedule_service.lock_all(session, ref_of(meeting_id))
     meeting = await meeting_store.get(session, meeting_id, lock=True)
     if meeting is None or meeting.chat_id != chat_pk:
         raise DomainError("errors.button_expired")
@@ -282,6 +286,17 @@ async def _in_chat(session: AsyncSession, meeting_id: int, chat_pk: int) -> Meet
 
 async def get(session: AsyncSession, meeting_id: int) -> Meeting | None:
     return await meeting_store.get(session, meeting_id)
+
+
+async def visible_to(session: AsyncSession, meeting_id: int, user_id: int, chat_pk: int | None) -> Meeting:
+    """A published meeting as a member sees it: pressed in its own group, or in private by one of its
+    group's members."""
+    meeting = await meeting_store.get(session, meeting_id)
+    if meeting is None or meeting.status == "draft" or (chat_pk is not None and meeting.chat_id != chat_pk):
+        raise DomainError("errors.button_expired")
+    if chat_pk is None and not await roster_service.is_member(session, meeting.chat_id, user_id):
+        raise DomainError("meetings.not_member")
+    return meeting
 
 
 async def get_in_chat(session: AsyncSession, meeting_id: int, chat_pk: int) -> Meeting:
@@ -380,7 +395,8 @@ async def counts(session: AsyncSession, meeting_id: int) -> Counts:
 
 
 async def _scheduled(session: AsyncSession, meeting_id: int) -> Meeting:
-    meeting = await meeting_store.get(session, meeting_id)
+    # Locked (PostgreSQL): two taps of one member handled by two workers must not both insert.
+    meeting = await meeting_store.get(session, meeting_id, lock=True)
     if meeting is None or meeting.status == "draft":
         raise DomainError("errors.button_expired")
     if meeting.status == "cancelled":
@@ -434,7 +450,7 @@ async def give_leave_reason(
         raise DomainError("meetings.leave_not_asked")
     row.reason, row.leave_status = reason, "pending"
     stamp = int(now.timestamp())
-    reviewers = await _leave_reviewers(session, meeting)
+    reviewers = await _leave_reviewers(session, meeting, user_id)
     await outbox_service.plan(
         session,
         [
@@ -453,13 +469,14 @@ async def give_leave_reason(
     return meeting
 
 
-async def _leave_reviewers(session: AsyncSession, meeting: Meeting) -> list[int]:
+async def _leave_reviewers(session: AsyncSession, meeting: Meeting, requester: int) -> list[int]:
     """Who is asked to approve a leave: the meeting's author if the bot can reach them, else a few of
     the committee who can be reached. (All of the committee see leaves in the meeting's name list.)"""
     committee = await role_service.committee_user_ids(session, meeting.chat_id)
     reachable = {
         user.id for user in await people_service.reachable_users(session, committee | {meeting.created_by or 0})
     }
+    reachable.discard(requester)  # nobody approves their own leave
     if meeting.created_by in reachable:
         return [meeting.created_by]
     return sorted(reachable & committee)[:LEAVE_REVIEWERS]
@@ -469,8 +486,10 @@ async def review_leave(
     session: AsyncSession, meeting_id: int, user_id: int, reviewer_id: int, approve: bool, now: datetime
 ) -> MeetingAnswer:
     """The committee's decision on a leave (permission is the caller's to check); the member is told."""
+    if reviewer_id == user_id:
+        raise DomainError("meetings.leave_self")
     meeting = await _scheduled(session, meeting_id)
-    row = await meeting_store.answer_of(session, meeting_id, user_id)
+    row = await meeting_store.answer_of(session, meeting_id, user_id, lock=True)  # two reviewers at once
     if row is None or row.answer != "leave" or row.leave_status is None:
         raise DomainError("meetings.leave_withdrawn")
     if row.leave_status in ("approved", "rejected"):
@@ -511,9 +530,16 @@ class Answers:
 
 
 async def expected(session: AsyncSession, meeting: Meeting) -> list[RosterEntry]:
-    """Who should attend: the group's members; for a committee meeting, its committee."""
+    """Who should attend: the group's members (not those declared 群众, nor those who joined after the
+    meeting); for a committee meeting, its committee."""
     roster = await roster_service.roster_of(session, meeting.chat_id)
-    members = [entry for entry in roster.entries if entry.section != "left"]
+    members = [
+        entry
+        for entry in roster.entries
+        if entry.section != "left"
+        and entry.member_type != "masses"
+        and (entry.first_seen is None or meeting.ends_at is None or entry.first_seen <= meeting.ends_at)
+    ]
     if meeting.kind == "committee":
         committee = await role_service.committee_user_ids(session, meeting.chat_id)
         members = [entry for entry in members if entry.user_id in committee]
@@ -524,6 +550,11 @@ async def names_of(session: AsyncSession, chat_pk: int) -> dict[int, RosterEntry
     return {entry.user_id: entry for entry in (await roster_service.roster_of(session, chat_pk)).entries}
 
 
+def entry_of(people: dict[int, RosterEntry], user_id: int) -> RosterEntry:
+    """A roster entry, or a bare one for someone the roster no longer has."""
+    return people.get(user_id) or RosterEntry(user_id, str(user_id), None, "left", None, None, False)
+
+
 async def answers(session: AsyncSession, meeting_id: int, chat_pk: int | None = None) -> Answers:
     meeting = await meeting_store.get(session, meeting_id)
     if meeting is None or meeting.status == "draft" or (chat_pk is not None and meeting.chat_id != chat_pk):
@@ -532,7 +563,7 @@ async def answers(session: AsyncSession, meeting_id: int, chat_pk: int | None = 
     rows = {row.user_id: row for row in await meeting_store.answers_of(session, meeting_id)}
 
     def entry(user_id: int) -> RosterEntry:
-        return people.get(user_id) or RosterEntry(user_id, str(user_id), None, "left", None, None, False)
+        return entry_of(people, user_id)
 
     yes = [entry(uid) for uid, row in rows.items() if row.answer == "yes"]
     leave = [(entry(uid), row) for uid, row in rows.items() if row.answer == "leave"]

@@ -87,3 +87,9 @@ async def expect_input(session: AsyncSession, user_id: int, kind: str, ref: str)
     from storage import identity as identity_store
 
     await identity_store.set_pending_input(session, user_id, kind, ref)
+
+
+async def awaits_input(session: AsyncSession, user_id: int) -> bool:
+    from storage import identity as identity_store
+
+    return await identity_store.get_pending_input(session, user_id) is not None

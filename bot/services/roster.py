@@ -23,6 +23,7 @@ class RosterEntry:
     member_type: str | None
     unit_id: int | None
     started_bot: bool
+    first_seen: datetime | None = None  # when the bot first saw them in the group
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ async def roster_of(
                 member_type=identity.member_type if identity else None,
                 unit_id=identity.unit_id if identity else None,
                 started_bot=user.started_bot and not user.blocked_bot,
+                first_seen=member.first_seen_at,
             )
         )
     return Roster(entries)

@@ -453,6 +453,11 @@ async def ensure_recurring(
     return True
 
 
+async def lock_all(session: AsyncSession, ref: str) -> list[Schedule]:
+    """The schedules of ``ref``, locked for the transaction (PostgreSQL)."""
+    return await schedule_store.with_ref(session, ref)
+
+
 async def drop_all(session: AsyncSession, ref: str, now: datetime) -> int:
     """Stop every schedule that belongs to ``ref`` (a meeting cancelled or moved), and what they planned
     that has not gone out yet."""
