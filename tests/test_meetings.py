@@ -518,3 +518,26 @@ async def test_outsiders_self_approval_and_names_that_look_like_tags(emulator, b
     [meeting] = await in_db(bot, Meeting)
     assert meeting.title == "学习党章第一章"
     assert [row.user_id for row in await in_db(bot, MeetingSignIn)] == [3007]
+
+
+async def test_a_withdrawn_leave_and_a_group_the_bot_left(emulator, bot, clock) -> None:
+    post = await publish(emulator, bot)
+    [meeting] = await in_db(bot, Meeting)
+    # Leave, then attend after all: the reason asked for is not wanted any more.
+    await press(emulator, bot, post, "🙋 请假", user=3001)
+    await press(emulator, bot, post, "✅ 参加", user=3001)
+    emulator.send_message(3001, 3001, "明天见")
+    await bot.settle()
+    assert "等待支委审批" not in last(emulator, 3001)["text"]
+    [answer] = await in_db(bot, MeetingAnswer, MeetingAnswer.user_id == 3001)
+    assert (answer.answer, answer.reason) == ("yes", None)
+
+    # The bot is removed before the start: nothing more is posted there, but the meeting still closes.
+    emulator.bot_removed(GROUP, SECRETARY)
+    await bot.settle()
+    sent_before = len(emulator.sent_messages(GROUP))
+    clock.set(START + timedelta(hours=2))
+    await bot.settle()
+    [meeting] = await in_db(bot, Meeting)
+    assert meeting.status == "closed"
+    assert len(emulator.sent_messages(GROUP)) == sent_before

@@ -134,8 +134,8 @@ async def _plan_close(
 
 
 # Opening and closing sign-in change the meeting's state, so after an outage they still happen.
-schedule_service.register_kind(meeting_service.OPEN, _plan_open, grace=timedelta(days=30), follows_zone=False)
-schedule_service.register_kind(meeting_service.CLOSE, _plan_close, grace=timedelta(days=30), follows_zone=False)
+for step, planner in ((meeting_service.OPEN, _plan_open), (meeting_service.CLOSE, _plan_close)):
+    schedule_service.register_kind(step, planner, grace=timedelta(days=30), follows_zone=False, changes_state=True)
 
 
 async def open_now(session: AsyncSession, meeting_id: int, chat_pk: int, actor_id: int, now: datetime) -> Meeting:

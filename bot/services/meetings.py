@@ -419,6 +419,9 @@ async def answer(
         raise DomainError("meetings.started")
     row = await meeting_store.answer_of(session, meeting_id, user_id)
     unchanged = row is not None and row.answer == choice and not (choice == "leave" and row.leave_status == "awaiting")
+    if not unchanged and row is not None and row.leave_status == "awaiting":
+        # The reason asked for in private is not wanted any more: the member's next message is their own.
+        await people_service.drop_input(session, user_id, "meeting_leave", str(meeting_id))
     if not unchanged:
         if row is None:
             row = MeetingAnswer(meeting_id=meeting_id, user_id=user_id, answer=choice)

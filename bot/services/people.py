@@ -93,3 +93,12 @@ async def awaits_input(session: AsyncSession, user_id: int) -> bool:
     from storage import identity as identity_store
 
     return await identity_store.get_pending_input(session, user_id) is not None
+
+
+async def drop_input(session: AsyncSession, user_id: int, kind: str, ref: str) -> None:
+    """Stop waiting for an answer the bot asked for, if it is still that one."""
+    from storage import identity as identity_store
+
+    pending = await identity_store.get_pending_input(session, user_id)
+    if pending is not None and (pending.kind, pending.ref) == (kind, ref):
+        await identity_store.clear_pending_input(session, user_id)

@@ -27,7 +27,7 @@ from bot.services.errors import DomainError
 from bot.services.outbox import Planned
 from bot.services.timephrase import Rule
 from storage import schedules as schedule_store
-from storage.models import AuditLog, Schedule
+from storage.models import AuditLog, Chat, Schedule
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +67,20 @@ class ScheduleKind:
     # Whether the rule is a wall-clock time in the group's zone (an announcement "every day 08:00") that
     # moves with a change of zone, or stands for a fixed moment (a meeting's reminder) that does not.
     follows_zone: bool = True
+    # Whether a firing changes state that must change even in a group the bot has left (a meeting's
+    # sign-in closing), rather than only posting something there.
+    changes_state: bool = False
 
 
 KINDS: dict[str, ScheduleKind] = {}
 
 
-def register_kind(name: str, plan: Planner, *, grace: timedelta, follows_zone: bool = True) -> None:
+def register_kind(
+    name: str, plan: Planner, *, grace: timedelta, follows_zone: bool = True, changes_state: bool = False
+) -> None:
     """Each feature that runs on the timetable (announcements; meeting reminders, lesson pushes) says
     what a firing of its schedules plans, and how late it may still be sent."""
-    KINDS[name] = ScheduleKind(plan, grace, follows_zone)
+    KINDS[name] = ScheduleKind(plan, grace, follows_zone, changes_state)
 
 
 @dataclass(frozen=True)
@@ -388,7 +393,7 @@ async def fire(
     latest = due_runs[-1] if due_runs else None
     sent = latest if latest is not None and now - latest <= kind.grace else None
     skipped = tuple(moment for moment in due_runs if moment != sent)
-    if sent is not None and not send:
+    if sent is not None and not send and not kind.changes_state:
         log.info("schedule %s: group %s is inactive, run %s not sent", schedule.id, schedule.chat_id, sent.isoformat())
         sent = None
     if sent is not None:
@@ -435,7 +440,9 @@ async def plan_once(
 async def ensure_recurring(
     session: AsyncSession, chat_pk: int, kind: str, rule: Rule, settings: GroupSettings, now: datetime
 ) -> bool:
-    """The group's one schedule of ``kind`` (a routine check, say), made if it has none; True if made."""
+    """The group's one schedule of ``kind`` (a routine check, say), made if it has none; True if made.
+    The group's row is locked first (PostgreSQL), so two processes starting at once make one."""
+    await session.get(Chat, chat_pk, with_for_update=True)
     if await schedule_store.of_kind_in_chat(session, chat_pk, kind):
         return False
     session.add(
