@@ -23,7 +23,7 @@ from bot.services import meetings as meeting_service
 from bot.services import people as people_service
 from bot.services.errors import DomainError
 from handlers import meetings as meeting_view
-from handlers.common import explain, quote, refuse_callback, require_group_committee_callback
+from handlers.common import explain, quote, refuse_callback, refuse_callback_error, require_group_committee_callback
 from storage.models import Meeting
 
 if TYPE_CHECKING:
@@ -216,7 +216,7 @@ async def signin_button(
             ctx.session, callback_data.meeting_id, ctx.person.id, ctx.chat.id, ctx.clock.now()
         )
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain(ctx.t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     _after_sign_in(ctx, [result], meeting_updates)
     ctx.replies.add(callback.answer(_signed_text(ctx, result), show_alert=not result.new))
@@ -362,7 +362,7 @@ async def proxy_button(callback: CallbackQuery, callback_data: ProxyButton, ctx:
         if person is None:
             raise DomainError("meetings.proxy_not_needed")
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain(t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     text = t("meetings.ask_proxy_note", name=quote(person.name)) + f" #m{meeting.id}:proxy-{person.user_id}"
     ctx.replies.add(
@@ -446,7 +446,7 @@ async def studied_button(callback: CallbackQuery, callback_data: StudiedButton, 
             ctx.session, callback_data.meeting_id, ctx.person.id, ctx.clock.now()
         )
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain(ctx.t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     if callback.message is not None:
         ctx.replies.add(callback.message.edit_reply_markup(reply_markup=None))

@@ -20,7 +20,7 @@ from bot.services import organisation as org_service
 from bot.services import people as people_service
 from bot.services.errors import DomainError
 from bot.services.outbox import Progress
-from handlers.common import explain, quote, refuse_callback, refuse_message
+from handlers.common import quote, refuse_callback, refuse_callback_error, refuse_message
 from handlers.notices import draft_from_command, local_time, post_text
 from storage.models import Notice
 
@@ -206,7 +206,7 @@ async def send_confirmed(callback: CallbackQuery, callback_data: SendButton, ctx
             ctx.session, notice.id, ctx.person.id, callback_data.unit_id, ctx.superusers, panel, ctx.clock.now()
         )
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain(ctx.t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     if notice.send_at:
         text = ctx.t("broadcast.scheduled", count=count, time=local_time(notice.send_at, ctx.group_settings))

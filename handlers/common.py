@@ -10,6 +10,7 @@ from bot.commands import GROUP, PRIVATE
 from bot.context import RequestContext
 from bot.i18n import Translator
 from bot.services.errors import DomainError
+from bot.services.timephrase import PhraseError
 
 
 def where_of(chat_type: str) -> str:
@@ -22,8 +23,18 @@ def quote(text: str | None) -> str:
 
 
 def explain(t: Translator, error: DomainError, *, html: bool = True) -> str:
-    """The user's-language sentence for a refused request. Its values are user input, so they are
-    escaped for HTML messages; callback alerts are plain text and take them as they are."""
+    """The user's-language sentence for a refused request. A time phrase that could not be read is
+    explained with what was understood of it."""
+    if isinstance(error, PhraseError):
+        from handlers.timephrases import explain_failure  # it builds on this module
+
+        return explain_failure(error, t)
+    return sentence_of(t, error, html=html)
+
+
+def sentence_of(t: Translator, error: DomainError, *, html: bool = True) -> str:
+    """The sentence for the error's key. Its values are user input, so they are escaped for HTML
+    messages; callback alerts are plain text and take them as they are."""
     return t(error.key, **{key: quote(str(value)) if html else str(value) for key, value in error.params.items()})
 
 
@@ -55,3 +66,8 @@ async def require_group_committee_callback(ctx: RequestContext, callback: Callba
         refuse_callback(ctx, callback, "errors.button_expired")
         return False
     return await require_committee_callback(ctx, callback)
+
+
+def refuse_callback_error(ctx: RequestContext, callback: CallbackQuery, error: DomainError) -> None:
+    """A refused button press: the reason as an alert (plain text: alerts take no HTML)."""
+    ctx.replies.add(callback.answer(explain(ctx.t, error, html=False), show_alert=True))

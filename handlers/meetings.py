@@ -38,16 +38,15 @@ from bot.services import roles as role_service
 from bot.services.calendar import meeting_ics
 from bot.services.chats import GroupSettings
 from bot.services.errors import DomainError
-from bot.services.timephrase import PhraseError
 from handlers.common import (
     explain,
     quote,
     refuse_callback,
+    refuse_callback_error,
     require_committee_message,
     require_group_committee_callback,
 )
 from handlers.start import awaited_input, deep_link
-from handlers.timephrases import explain_failure
 from storage.models import Meeting
 
 if TYPE_CHECKING:
@@ -384,12 +383,6 @@ def step_prompt(ctx: RequestContext, user, thread_id: int | None, meeting_id: in
     return prompt(ctx, user, thread_id, text, t(f"meetings.placeholder_{step}"))
 
 
-def explain_any(t: Translator, error: DomainError, *, html: bool = True) -> str:
-    if isinstance(error, PhraseError):
-        return explain_failure(error, t)
-    return explain(t, error, html=html)
-
-
 async def deep_link_url(bot: Bot, payload: str) -> str:
     me = await bot.me()
     return f"https://t.me/{me.username}?start={payload}"
@@ -555,7 +548,7 @@ async def meeting_command(message: Message, ctx: RequestContext, command: Comman
         details = meeting_service.parse_one_line(args, settings.zone, now)
         meeting = await meeting_service.create_draft(ctx.session, ctx.chat.id, ctx.person.id, details, now)
     except DomainError as error:
-        ctx.replies.add(message.reply(explain_any(t, error)))
+        ctx.replies.add(message.reply(explain(t, error)))
         return
     await _reply_preview(ctx, message, meeting)
 
@@ -618,7 +611,7 @@ async def draft_button(
             raise DomainError("errors.button_expired")
         meeting = await meeting_service.publish(ctx.session, mid, ctx.chat.id, ctx.person.id, settings, now)
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain_any(t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     ctx.replies.add(callback.message.edit_text(t("meetings.published", title=quote(meeting.title))))
     ctx.replies.add(callback.answer())
@@ -651,7 +644,7 @@ async def prompt_reply(message: Message, ctx: RequestContext, meeting_updates) -
             ctx.session, meeting_id, ctx.chat.id, step, message.text or "", settings.zone, now
         )
     except DomainError as error:
-        ctx.replies.add(message.reply(explain_any(t, error)))
+        ctx.replies.add(message.reply(explain(t, error)))
         if step in meeting_service.GUIDED_STEPS and error.key not in ("meetings.step_done", "errors.button_expired"):
             ctx.replies.add(step_prompt(ctx, message.from_user, message.message_thread_id, meeting_id, step))
         return
@@ -668,7 +661,7 @@ async def edit_reply(message: Message, ctx: RequestContext, meeting_id: int, fie
             ctx.session, meeting_id, ctx.chat.id, ctx.person.id, field, message.text or "", settings, now
         )
     except DomainError as error:
-        ctx.replies.add(message.reply(explain_any(t, error)))
+        ctx.replies.add(message.reply(explain(t, error)))
         return
     if meeting.message_id is not None:
         counts = await meeting_service.counts(ctx.session, meeting.id)
@@ -697,7 +690,7 @@ async def rsvp_button(
     try:
         result = await meeting_service.answer(ctx.session, mid, ctx.person.id, callback_data.answer, chat_pk, now)
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain(t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     if result.changed:
 
@@ -758,7 +751,7 @@ async def leave_verdict_button(callback: CallbackQuery, callback_data: LeaveButt
             ctx.session, meeting.id, callback_data.user_id, ctx.person.id, callback_data.approve, ctx.clock.now()
         )
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain(t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         if error.key in ("meetings.leave_decided", "meetings.leave_withdrawn", "meetings.cancelled"):
             ctx.replies.add(callback.message.edit_reply_markup(reply_markup=None))
         return
@@ -948,7 +941,7 @@ async def panel_button(
         else:
             raise DomainError("errors.button_expired")
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain_any(t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     text, keyboard = await _panel(ctx, meeting)
     ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))

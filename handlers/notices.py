@@ -33,6 +33,7 @@ from bot.services.timephrase import PhraseError
 from handlers.common import (
     explain,
     quote,
+    refuse_callback_error,
     refuse_message,
     require_committee_message,
     require_group_committee_callback,
@@ -321,7 +322,7 @@ async def draft_button(callback: CallbackQuery, callback_data: DraftButton, ctx:
             ctx.session, callback_data.notice_id, ctx.person.id, ctx.chat.id, pin=callback_data.action == "pin", now=now
         )
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain(t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     if notice.send_at:
         when = local_time(notice.send_at, ctx.group_settings)
@@ -348,7 +349,7 @@ async def unschedule_button(callback: CallbackQuery, callback_data: UnscheduleBu
             ctx.session, callback_data.notice_id, ctx.person.id, ctx.chat.id, ctx.clock.now()
         )
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain(ctx.t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     ctx.replies.add(callback.message.edit_text(ctx.t("notices.unscheduled")))
     ctx.replies.add(callback.answer())
@@ -363,7 +364,7 @@ async def ack_button(callback: CallbackQuery, callback_data: AckButton, ctx: Req
             ctx.session, callback_data.post_id, ctx.person.id, chat_pk, ctx.clock.now()
         )
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain(ctx.t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     if not result.new:
         ctx.replies.add(callback.answer(ctx.t("notices.already_acked")))
@@ -402,7 +403,7 @@ async def status_button(callback: CallbackQuery, callback_data: StatusButton, ct
         _, _, chat = await _committee_of_post(ctx, callback_data.post_id)
         status = await notice_service.status_of(ctx.session, callback_data.post_id, chat.id)
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain(ctx.t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     text, keyboard = status_view(ctx.t, status)
     if ctx.chat is None:  # pressed on the list itself, in private: refresh it in place
@@ -429,7 +430,7 @@ async def nudge_button(callback: CallbackQuery, callback_data: NudgeButton, ctx:
         )
         result = await notice_service.nudge(ctx.session, callback_data.post_id, chat.id, ctx.person.id, settings, now)
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain(t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     if result.at is not None:
         answer = t(

@@ -18,7 +18,14 @@ from bot.services.errors import DomainError
 from bot.services.organisation import UnitNode
 from bot.services.people import Person
 from bot.services.roles import Role
-from handlers.common import explain, quote, refuse_callback, refuse_message, require_committee_callback
+from handlers.common import (
+    explain,
+    quote,
+    refuse_callback,
+    refuse_callback_error,
+    refuse_message,
+    require_committee_callback,
+)
 
 GROUP_CHATS = {"group", "supergroup"}
 KIND_ICONS = {"committee": "🏛", "branch": "🚩", "group": "👥"}
@@ -283,7 +290,7 @@ async def bind_button(callback: CallbackQuery, callback_data: BindButton, ctx: R
         else:
             raise DomainError("errors.button_expired")
     except DomainError as error:
-        ctx.replies.add(callback.answer(explain(t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     ctx.replies.add(callback.message.edit_text(text, reply_markup=None))
     ctx.replies.add(callback.answer())

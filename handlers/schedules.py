@@ -23,15 +23,16 @@ from bot.i18n import Translator
 from bot.services import schedules as schedule_service
 from bot.services.chats import GroupSettings
 from bot.services.errors import DomainError
-from bot.services.timephrase import PhraseError, Rule
+from bot.services.timephrase import Rule
 from handlers.common import (
     explain,
     quote,
     refuse_callback,
+    refuse_callback_error,
     require_committee_message,
     require_group_committee_callback,
 )
-from handlers.timephrases import describe, explain_failure
+from handlers.timephrases import describe
 from storage.models import Schedule
 
 if TYPE_CHECKING:
@@ -213,12 +214,6 @@ def _prompt(ctx: RequestContext, callback: CallbackQuery, text: str, placeholder
     )
 
 
-def _explain(t: Translator, error: DomainError, *, html: bool = True) -> str:
-    if isinstance(error, PhraseError):
-        return explain_failure(error, t)
-    return explain(t, error, html=html)
-
-
 # ------------------------------------------------------------------------------------------ outbox kind
 
 
@@ -251,7 +246,7 @@ async def schedule_command(message: Message, ctx: RequestContext, command: Comma
             ctx.session, ctx.chat.id, ctx.person.id, rule, text, settings, now
         )
     except DomainError as error:
-        ctx.replies.add(message.reply(_explain(t, error)))
+        ctx.replies.add(message.reply(explain(t, error)))
         return
     body, keyboard = preview_view(t, preview, settings)
     ctx.replies.add(message.reply(body, reply_markup=keyboard))
@@ -280,7 +275,7 @@ async def draft_button(callback: CallbackQuery, callback_data: DraftButton, ctx:
             quiet_ok=callback_data.quiet,
         )
     except DomainError as error:
-        ctx.replies.add(callback.answer(_explain(t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     text, keyboard = panel_view(t, schedule, settings)
     ctx.replies.add(callback.message.edit_text(t("schedules.saved") + "\n\n" + text, reply_markup=keyboard))
@@ -344,7 +339,7 @@ async def manage_button(callback: CallbackQuery, callback_data: ManageButton, ct
         else:
             raise DomainError("errors.button_expired")
     except DomainError as error:
-        ctx.replies.add(callback.answer(_explain(t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
     ctx.replies.add(callback.answer())
@@ -369,7 +364,7 @@ async def guide_button(callback: CallbackQuery, callback_data: GuideButton, ctx:
             ctx.session, ctx.chat.id, ctx.person.id, rule, ctx.group_settings, ctx.clock.now()
         )
     except DomainError as error:
-        ctx.replies.add(callback.answer(_explain(t, error, html=False), show_alert=True))
+        refuse_callback_error(ctx, callback, error)
         return
     ctx.replies.add(callback.message.edit_text(t("schedules.guide_chosen", rule=quote(describe(rule, t)))))
     prompt = t("schedules.guide_prompt", mark=GUIDED_MARK, id=draft.id, rule=quote(describe(rule, t)))
@@ -395,7 +390,7 @@ async def prompt_reply(message: Message, ctx: RequestContext) -> None:
                 ctx.session, target_id, ctx.chat.id, ctx.person.id, answer, settings, now
             )
     except DomainError as error:
-        ctx.replies.add(message.reply(_explain(t, error)))
+        ctx.replies.add(message.reply(explain(t, error)))
         return
     body, keyboard = preview_view(t, preview, settings)
     ctx.replies.add(message.reply(body, reply_markup=keyboard))

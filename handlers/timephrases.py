@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bot.i18n import Translator
 from bot.services.timephrase import PhraseError, Rule
-from handlers.common import explain, quote
+from handlers.common import quote, sentence_of
 
 # Catalog keys chosen by value are listed literally, so the catalog check can see every one of them.
 _WEEKDAY_KEYS = (
@@ -62,7 +62,7 @@ def _rhythm(rule: Rule, t: Translator) -> str:
 def explain_failure(error: PhraseError, t: Translator) -> str:
     """Why a phrase was refused, what of it was understood and what was not, and a few examples.
     HTML: the user's text is escaped."""
-    lines = [explain(t, error)]
+    lines = [sentence_of(t, error)]
     if error.understood:
         parts = t("timephrase.separator").join(
             t("timephrase.fragment", role=t(_ROLE_KEYS.get(role, "timephrase.role.time")), text=quote(fragment))
