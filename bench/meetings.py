@@ -1,30 +1,38 @@
 """Meeting sign-in: many members of one meeting press "✅ 签到" within a few seconds.
 
-Run from the repository root: ``uv run python -m bench.meetings [--members 2000] [--window 10] [--mode both]``.
+Run from the repository root: ``uv run python -m bench.meetings [--members 2000] [--window 10] [--mode both]
+[--bot process]``.
 
-Each round starts from scratch, all in this process: a fresh SQLite database, the Bot API emulator
-(``tests.emulator``, enforcing Telegram's limits) and our bot through ``tests.harness.BotHarness``: the
-production factory, polling the emulator over HTTP, with the shipped outbound limits and the production cap
-on concurrent updates (``MAX_CONCURRENT_UPDATES``). The clock the bot reads is frozen (``FrozenClock``) so
-that the meeting can start when the driver says; everything else (timers, batching, debouncing) runs in
-real time.
+Each round starts from scratch: a fresh SQLite database, the Bot API emulator (``tests.emulator``, enforcing
+Telegram's limits) in this process, and our bot with the shipped outbound limits and the production cap on
+concurrent updates (``MAX_CONCURRENT_UPDATES``). The bot runs one of two ways (``--bot``):
+
+* ``process`` (the default): as deployed, ``python -m bot`` in its own process, polling the emulator over
+  HTTP and reading the real clock. Its log goes to a file at ``LOG_LEVEL``.
+* ``inprocess``: the production factory inside this process (``tests.harness.BotHarness``), polling over HTTP
+  too, but sharing this process (and its core) with the emulator and the driver. Its clock is frozen
+  (``FrozenClock``) so that the meeting starts when the driver says; timers, batching and debouncing run in
+  real time.
 
 1. **World.** One supergroup with the secretary as its creator, the bot as an administrator, and
    ``--members`` members. Each member says something in the group, so that the bot has seen all of them
    (the roster rows are written and its caches are warm, as for a group the bot has been in for a while).
-2. **Meeting.** The secretary sends ``/meeting 党课 | … | 11月25日 19:30 | …`` and presses "✅ 发布" on the
-   preview. The clock moves to the start, the due schedule opens sign-in and the outbox posts the sign-in
+2. **Meeting.** The secretary sends ``/meeting 党课 | …`` and presses "✅ 发布" on the preview. In process, the
+   meeting starts a day ahead on the real clock and the secretary opens sign-in early, as the committee
+   does: ``/meetings``, the meeting's number "1", "▶️ 开始签到". In-process, the clock moves through the
+   reminders to the start and the due schedule opens sign-in. Either way the outbox posts the sign-in
    message with its "✅ 签到 · 0" button (``mts:<meeting id>``).
 3. **Sign-in (timed).** Every member presses that button once, through the emulator (``press_button``,
    the same update Telegram would send), either paced evenly over ``--window`` seconds (``paced``) or all
    at once (``burst``). A sign-in's latency runs from its press (the moment it was due to be pressed) to
    the emulator receiving the bot's ``answerCallbackQuery`` for that callback id (its ``at``, the same
    ``time.monotonic`` clock). The wall time runs from the first press to the last answer.
-4. **Checks.** Exactly one ``meeting_sign_ins`` row per member and none else; every press answered
-   exactly once, successfully, with the "签到成功" text. Then ``--again`` of the presses are delivered
-   once more with the same update_id (as Telegram does after a restart): nothing is written and nothing
-   answered; and as many members press again (new callback ids): each is told they signed in already
-   and nothing is written. Finally the button shows the full count.
+4. **Checks.** Exactly one ``meeting_sign_ins`` row per member and none else (read from the bot's SQLite
+   file, read-only); every press answered exactly once, successfully, with the "签到成功" text. Then
+   ``--again`` of the presses are delivered once more with the same update_id (as Telegram does after a
+   restart): nothing is written and nothing answered; and as many members press again (new callback ids):
+   each is told they signed in already and nothing is written. Finally the button shows the full count, and
+   the rows are counted once more after the bot has stopped.
 
 The exit code is 1 when a sign-in is lost or doubled, a press is not answered exactly once, or the wall time
 exceeds ``--window`` × ``--slack``. See bench/README.md.
@@ -34,12 +42,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import os
 import random
+import signal
+import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,26 +59,100 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-from sqlalchemy import func, select
+from zoneinfo import ZoneInfo
 
 from bot.config import Settings
 from bot.services.clock import FrozenClock
-from storage.models import MeetingSignIn
 from tests.emulator import BotAPIEmulator
 from tests.harness import BotHarness
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "meetings.json"
+RESULTS = {"process": REPO / "bench" / "results" / "meetings.json"}
+RESULTS["inprocess"] = RESULTS["process"].with_name("meetings-inprocess.json")
 GROUP = -1_001_234_567_077
 SECRETARY = 2001
 FIRST_MEMBER = 100_001
-CREATED = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # Mon 2026-11-23 10:00 in Shanghai (the default zone)
-START = datetime(2026, 11, 25, 11, 30, tzinfo=UTC)  # Wed 2026-11-25 19:30 in Shanghai
-LINE = "党课 | 学习党章第一章 | 11月25日 19:30 | 三楼会议室"
+CREATED = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # in-process: Mon 2026-11-23 10:00 in Shanghai (the default zone)
+START = datetime(2026, 11, 25, 11, 30, tzinfo=UTC)  # in-process: Wed 2026-11-25 19:30 in Shanghai
+LINE = "党课 | 学习党章第一章 | {start} | 三楼会议室"
 SIGNED = "签到成功"  # meetings.signed: "✅ {time} 签到成功：{title}"
 ALREADY = "无需重复"  # meetings.already_signed: "你已于 {time} 签到，无需重复。"
 CONCURRENCY = Settings.model_fields["max_concurrent_updates"].default
+ZONE = ZoneInfo(Settings.model_fields["timezone"].default)
+# The bot's outbound limits, passed to the process with the values the code ships (as bench.broadcast does).
+LIMIT_SETTINGS = ("global_messages_per_second", "group_messages_per_minute", "private_messages_per_second")
+ROSTER_FLUSH_SECONDS = 0.2  # the roster middleware writes its sightings in batches this often
+SETTLE_SECONDS = 1.0  # in process: after the last update was taken, for what is still in hand to finish
+
+
+# ------------------------------------------------------------------------------------------- the world
+
+
+def buttons(message: dict) -> dict[str, str]:
+    rows = (message.get("reply_markup") or {}).get("inline_keyboard") or []
+    return {button["text"]: button.get("callback_data") or "" for row in rows for button in row}
+
+
+def button_data(message: dict, starts_with: str) -> str:
+    found = [data for text, data in buttons(message).items() if text.startswith(starts_with)]
+    if not found:
+        text = (message.get("text") or "")[:60]
+        raise RuntimeError(f"no button {starts_with!r} under {text!r}: {list(buttons(message))}")
+    return found[0]
+
+
+def in_group(emulator: BotAPIEmulator, mark: str) -> list[dict]:
+    return [m for m in emulator.sent_messages(GROUP) if mark in (m.get("text") or "")]
+
+
+def last_in_group(emulator: BotAPIEmulator, mark: str) -> dict:
+    found = in_group(emulator, mark)
+    if not found:
+        texts = [(m.get("text") or "")[:40] for m in emulator.sent_messages(GROUP)[-5:]]
+        raise RuntimeError(f"no group message with {mark!r}; the last ones: {texts}")
+    return found[-1]
+
+
+def build_world(emulator: BotAPIEmulator, members: list[int]) -> None:
+    emulator.add_user(SECRETARY, "李", "书记")
+    for user_id in members:
+        emulator.add_user(user_id, f"党员{user_id}")
+    emulator.add_chat(GROUP, "supergroup", "第一党支部")
+    emulator.set_admins(GROUP, [], creator_id=SECRETARY)
+
+
+def everyone_speaks(emulator: BotAPIEmulator, members: list[int]) -> None:
+    """Seen in the group: on the roster, and in the bot's roster cache, as in a group it has been in a while."""
+    emulator.send_message(GROUP, SECRETARY, "大家好")
+    for user_id in members:
+        emulator.send_message(GROUP, user_id, "到")
+
+
+def read_only(db_path: Path) -> contextlib.closing[sqlite3.Connection]:
+    """The bot's SQLite file, opened read-only (it is WAL: readers do not disturb the bot's writes)."""
+    return contextlib.closing(sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True, timeout=10))
+
+
+def sign_in_rows(db_path: Path, meeting_id: int) -> tuple[int, int, set[int]]:
+    """(rows, distinct members, the members) of the meeting in ``meeting_sign_ins``."""
+    with read_only(db_path) as db:
+        users = [
+            row[0] for row in db.execute("SELECT user_id FROM meeting_sign_ins WHERE meeting_id = ?", (meeting_id,))
+        ]
+    return len(users), len(set(users)), set(users)
+
+
+def members_on_roster(db_path: Path, members: list[int]) -> int:
+    with read_only(db_path) as db:
+        [(count,)] = db.execute(
+            "SELECT count(*) FROM chat_members JOIN chats ON chats.id = chat_members.chat_id "
+            "WHERE chats.telegram_id = ? AND chat_members.user_id BETWEEN ? AND ?",
+            (GROUP, min(members), max(members)),
+        )
+    return count
+
+
+# ------------------------------------------------------------------------------------------- the bot, two ways
 
 
 class BenchHarness(BotHarness):
@@ -98,62 +184,176 @@ class BenchHarness(BotHarness):
         return self
 
 
-# ------------------------------------------------------------------------------------------- set-up
+class InProcessBot:
+    """The bot inside this process, on a frozen clock that the driver moves; ``settle`` waits for everything
+    in hand (updates, roster batches, due schedules, the outbox, the debounced count edits)."""
+
+    def __init__(self, emulator: BotAPIEmulator, db_path: Path, opts: argparse.Namespace, log: Path) -> None:
+        self.emulator = emulator
+        self.clock = FrozenClock(CREATED)
+        url = f"sqlite+aiosqlite:///{db_path}"
+        self.harness = BenchHarness(emulator, url, clock=self.clock, concurrency=opts.concurrency or None)
+
+    async def __aenter__(self) -> InProcessBot:
+        await self.harness.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.harness.stop()
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        await self.harness.settle(timeout=timeout)
+
+    def cpu_seconds(self) -> float | None:
+        return None  # the bench process's own CPU time is the bot's too
+
+    async def prepare(self, members: list[int]) -> dict:
+        """The group, its members seen by the bot, the meeting published and its sign-in opened. Returns the
+        sign-in message."""
+        emulator = self.emulator
+        emulator.bot_added(GROUP, SECRETARY, status="administrator")
+        await self.settle()
+
+        started = time.monotonic()
+        everyone_speaks(emulator, members)
+        await self.settle(timeout=max(60.0, len(members) / 20))
+        print(f"  {len(members)} members seen in the group in {time.monotonic() - started:.1f}s", flush=True)
+
+        emulator.send_message(GROUP, SECRETARY, "/meeting " + LINE.format(start="11月25日 19:30"))
+        await self.settle()
+        preview = last_in_group(emulator, "会议预览")
+        emulator.press_button(GROUP, SECRETARY, preview["message_id"], button_data(preview, "✅ 发布"))
+        await self.settle()
+        last_in_group(emulator, "会议通知")
+
+        # The meeting's life up to the start: the reminders a day and an hour before (jumping straight to the
+        # start would skip them with a warning), then the due schedule opens sign-in and the outbox posts it.
+        for moment in (START - timedelta(days=1), START - timedelta(hours=1), START):
+            self.clock.set(moment)
+            await self.settle()
+        return last_in_group(emulator, "签到开始")
 
 
-def buttons(message: dict) -> dict[str, str]:
-    rows = (message.get("reply_markup") or {}).get("inline_keyboard") or []
-    return {button["text"]: button.get("callback_data") or "" for row in rows for button in row}
+class ProcessBot:
+    """``python -m bot`` as deployed: its own process, polling the emulator over HTTP, on the real clock.
 
+    Its environment holds none of the shell's bot settings; the outbound limits and ``MAX_CONCURRENT_UPDATES``
+    are passed explicitly (the shipped values unless ``--concurrency`` says otherwise). With ``--profile`` it
+    runs under cProfile, which writes its stats when the bot exits on SIGTERM."""
 
-def button_data(message: dict, starts_with: str) -> str:
-    found = [data for text, data in buttons(message).items() if text.startswith(starts_with)]
-    if not found:
-        text = (message.get("text") or "")[:60]
-        raise RuntimeError(f"no button {starts_with!r} under {text!r}: {list(buttons(message))}")
-    return found[0]
+    def __init__(self, emulator: BotAPIEmulator, db_path: Path, opts: argparse.Namespace, log: Path) -> None:
+        self.emulator = emulator
+        self.db_path = db_path
+        self.log = log
+        names = {name.upper() for name in Settings.model_fields}
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k.upper() not in names},
+            **{name.upper(): str(Settings.model_fields[name].default) for name in LIMIT_SETTINGS},
+            "BOT_TOKEN": emulator.token,
+            "BOT_API_URL": emulator.base_url,
+            "DATABASE_URL": f"sqlite+aiosqlite:///{db_path}",
+            "LOG_LEVEL": opts.log_level,
+            "MAX_CONCURRENT_UPDATES": str(opts.concurrency),
+        }
+        self.profile = ["-m", "cProfile", "-o", opts.profile] if opts.profile else []
+        self.process: asyncio.subprocess.Process | None = None
 
+    async def __aenter__(self) -> ProcessBot:
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *self.profile,
+                "-m",
+                "bot",
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a ^C reaches the bench, which stops the bot itself
+            )
+        try:
+            await self.emulator.wait_for(
+                lambda: self.emulator.calls_of("getUpdates") or self.process.returncode is not None,
+                timeout=60,
+                message="the bot polling",
+            )
+        except BaseException:
+            await self.stop()
+            raise
+        if self.process.returncode is not None:
+            raise RuntimeError(f"the bot exited with {self.process.returncode}: {self.log_tail()}")
+        return self
 
-def last_in_group(emulator: BotAPIEmulator, mark: str) -> dict:
-    found = [m for m in emulator.sent_messages(GROUP) if mark in (m.get("text") or "")]
-    if not found:
-        texts = [(m.get("text") or "")[:40] for m in emulator.sent_messages(GROUP)[-5:]]
-        raise RuntimeError(f"no group message with {mark!r}; the last ones: {texts}")
-    return found[-1]
+    async def __aexit__(self, *exc) -> None:
+        code = await self.stop()
+        if code not in (0, None):
+            print(f"  the bot exited with {code}: {self.log_tail()}", file=sys.stderr)
 
+    async def stop(self) -> int | None:
+        """SIGTERM, as systemd or Docker stop it; SIGKILL when it has not stopped within 30 s."""
+        if self.process is None or self.process.returncode is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.process.wait(), 30)
+        except TimeoutError:
+            self.process.kill()
+            return await self.process.wait()
 
-async def prepare(emulator: BotAPIEmulator, bot: BotHarness, clock: FrozenClock, members: list[int]) -> dict:
-    """The group, its members seen by the bot, the meeting published and its sign-in opened. Returns the
-    sign-in message."""
-    emulator.add_user(SECRETARY, "李", "书记")
-    for user_id in members:
-        emulator.add_user(user_id, f"党员{user_id}")
-    emulator.add_chat(GROUP, "supergroup", "第一党支部")
-    emulator.set_admins(GROUP, [], creator_id=SECRETARY)
-    emulator.bot_added(GROUP, SECRETARY, status="administrator")
-    await bot.settle()
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:]
 
-    # Seen in the group: on the roster, and in the bot's roster cache, as in a group it has been in a while.
-    started = time.monotonic()
-    emulator.send_message(GROUP, SECRETARY, "大家好")
-    for user_id in members:
-        emulator.send_message(GROUP, user_id, "到")
-    await bot.settle(timeout=max(60.0, len(members) / 20))
-    print(f"  {len(members)} members seen in the group in {time.monotonic() - started:.1f}s", flush=True)
+    def cpu_seconds(self) -> float:
+        """The bot process's user + system CPU time so far (from /proc/<pid>/stat)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    emulator.send_message(GROUP, SECRETARY, f"/meeting {LINE}")
-    await bot.settle()
-    preview = last_in_group(emulator, "会议预览")
-    emulator.press_button(GROUP, SECRETARY, preview["message_id"], button_data(preview, "✅ 发布"))
-    await bot.settle()
-    last_in_group(emulator, "会议通知")
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Every injected update taken, then a moment for the ones still in hand."""
+        await self.emulator.wait_until_consumed(timeout=timeout)
+        await asyncio.sleep(SETTLE_SECONDS)
 
-    # The meeting's life up to the start: the reminders a day and an hour before (jumping straight to the
-    # start would skip them with a warning), then the due schedule opens sign-in and the outbox posts it.
-    for moment in (START - timedelta(days=1), START - timedelta(hours=1), START):
-        clock.set(moment)
-        await bot.settle()
-    return last_in_group(emulator, "签到开始")
+    async def group_message(self, mark: str, timeout: float = 30) -> dict:
+        await self.emulator.wait_for(lambda: in_group(self.emulator, mark), timeout, message=f"a message {mark!r}")
+        return last_in_group(self.emulator, mark)
+
+    async def tap(self, message_id: int, starts_with: str, user: int = SECRETARY) -> None:
+        """Press a button and wait for its answer."""
+        data = button_data(self.emulator.message(GROUP, message_id), starts_with)
+        qid = self.emulator.press_button(GROUP, user, message_id, data)["callback_query"]["id"]
+        await self.emulator.wait_for_call(
+            "answerCallbackQuery", lambda call: str(call.params.get("callback_query_id")) == qid, timeout=30
+        )
+
+    async def prepare(self, members: list[int]) -> dict:
+        """As the in-process ``prepare``, on the real clock (see tests/test_meetings.py, the real process)."""
+        emulator = self.emulator
+        emulator.bot_added(GROUP, SECRETARY, status="administrator")
+        await self.group_message("已获得管理员权限")  # the admins are synced
+        await asyncio.sleep(0.5)  # the roles are written just after the welcome goes out
+
+        started = time.monotonic()
+        everyone_speaks(emulator, members)
+        await emulator.wait_until_consumed(timeout=max(60.0, len(members) / 20))
+        await emulator.wait_for(  # the roster's last batch written (they are flushed every 0.2 s)
+            lambda: members_on_roster(self.db_path, members) == len(members), timeout=30, message="the roster"
+        )
+        await asyncio.sleep(2 * ROSTER_FLUSH_SECONDS)
+        print(f"  {len(members)} members seen in the group in {time.monotonic() - started:.1f}s", flush=True)
+
+        # A day ahead (and two hours, so that the day-before reminder does not fall due during the bench).
+        start = datetime.now(ZONE) + timedelta(days=1, hours=2)
+        emulator.send_message(GROUP, SECRETARY, "/meeting " + LINE.format(start=f"{start:%Y-%m-%d %H:%M}"))
+        preview = await self.group_message("会议预览")
+        await self.tap(preview["message_id"], "✅ 发布")
+        await self.group_message("会议通知")
+
+        # Sign-in opened early, as the committee does: /meetings, the meeting's number, "▶️ 开始签到".
+        emulator.send_message(GROUP, SECRETARY, "/meetings")
+        listing = await self.group_message("即将召开")
+        await self.tap(listing["message_id"], "1")
+        await self.tap(listing["message_id"], "▶️ 开始签到")
+        return await self.group_message("签到开始")
 
 
 # ------------------------------------------------------------------------------------------- measuring
@@ -173,8 +373,9 @@ async def press_all(
     """Inject one press per member at ``start + offsets[i]``; returns them by callback query id.
 
     Presses whose time has come are injected together; the driver then sleeps until the next one is due.
-    When the loop is busy (the bot runs in it too) the driver gets there late, but each press keeps its due
-    time: a member's tap does not wait for the bot, so that wait belongs to the latency."""
+    When the loop is busy (the emulator, and in-process the bot, run in it too) the driver gets there late,
+    but each press keeps its due time: a member's tap does not wait for the bot, so that wait belongs to the
+    latency."""
     presses: dict[str, Press] = {}
     start = time.monotonic()
     i = 0
@@ -199,31 +400,20 @@ def answers_since(emulator: BotAPIEmulator, seq: int, ids) -> dict[str, list]:
     return found
 
 
-async def sign_in_rows(bot: BotHarness, meeting_id: int) -> tuple[int, int, set[int]]:
-    """(rows, distinct members, the members) of the meeting in ``meeting_sign_ins``."""
-    async with bot.app.db.transaction(read_only=True) as session:
-        rows, distinct = (
-            await session.execute(
-                select(func.count(), func.count(func.distinct(MeetingSignIn.user_id))).where(
-                    MeetingSignIn.meeting_id == meeting_id
-                )
-            )
-        ).one()
-        users = set(
-            (await session.scalars(select(MeetingSignIn.user_id).where(MeetingSignIn.meeting_id == meeting_id))).all()
-        )
-    return rows, distinct, users
-
-
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p99 of 2,000 is the 1,980th smallest)."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
+def percent(cpu_seconds: float | None, wall: float) -> float | None:
+    return round(100 * cpu_seconds / wall) if cpu_seconds is not None and wall > 0 else None
+
+
 @dataclass
 class Run:
-    mode: str
+    bot: str  # process | inprocess
+    mode: str  # paced | burst
     members: int
     window_seconds: float  # presses spread over this (paced); the target for the last answer
     wall_seconds: float  # first press → last answer
@@ -245,12 +435,13 @@ class Run:
     redelivered_answers: int  # must be 0: a redelivered update was handled already
     repeated: int
     repeated_answered_already: int  # second presses answered once with "无需重复"
-    rows_after_again: int
+    rows_after_again: int  # counted once the bot has stopped
     button_after: str  # the sign-in button's text once the debounced edits are done
     edits_during: int  # edits of the group's messages while signing in (debounced count updates)
     edits_of_signin: int  # of those, of the sign-in message (its count); the rest: the meeting's post
     rate_limited: int  # 429s from the emulator during the round
-    process_cpu_percent: float  # this process (bot, emulator and driver share it) during the sign-in
+    bot_cpu_percent: float | None  # the bot's process during the sign-in (None in-process: see the next)
+    bench_cpu_percent: float | None  # this process: emulator and driver (in-process: and the bot)
     setup_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list, repr=False)
 
@@ -269,71 +460,73 @@ class Run:
         return self.wall_seconds <= self.window_seconds * slack
 
 
-async def measure(mode: str, opts: argparse.Namespace, tmp: Path) -> Run:
+async def measure(mode: str, opts: argparse.Namespace, tmp: Path, log: Path) -> Run:
     members = list(range(FIRST_MEMBER, FIRST_MEMBER + opts.members))
     order = members[:]
     random.Random(opts.seed).shuffle(order)  # members press in no particular order
     n = len(order)
     offsets = [i * opts.window / n for i in range(n)] if mode == "paced" else [0.0] * n
-    clock = FrozenClock(CREATED)
-    database_url = f"sqlite+aiosqlite:///{tmp / f'{mode}.db'}"
-    concurrency = opts.concurrency or None
+    db_path = tmp / "bot.db"
+    kind = ProcessBot if opts.bot == "process" else InProcessBot
 
-    async with (
-        BotAPIEmulator(enforce_limits=True) as emulator,
-        BenchHarness(emulator, database_url, clock=clock, concurrency=concurrency) as bot,
-    ):
-        started = time.monotonic()
-        signin = await prepare(emulator, bot, clock, members)
-        setup_seconds = time.monotonic() - started
-        data = button_data(signin, "✅ 签到")
-        meeting_id = int(data.split(":")[1])
-        message_id = signin["message_id"]
+    async with BotAPIEmulator(enforce_limits=True) as emulator:
+        build_world(emulator, members)
+        async with kind(emulator, db_path, opts, log) as bot:
+            started = time.monotonic()
+            signin = await bot.prepare(members)
+            setup_seconds = time.monotonic() - started
+            data = button_data(signin, "✅ 签到")
+            meeting_id = int(data.split(":")[1])
+            message_id = signin["message_id"]
 
-        # --- timed: every member presses once
-        seq0, limited0 = emulator.last_seq, emulator.rate_limited_count
-        cpu0 = time.process_time()
-        presses = await press_all(emulator, order, message_id, data, offsets)
-        try:
-            await emulator.wait_for_call(
-                "answerCallbackQuery",
-                lambda call: str(call.params.get("callback_query_id")) in presses,
-                count=n,
-                since=seq0,
-                timeout=opts.window * opts.slack + 60,
+            # --- timed: every member presses once
+            seq0, limited0 = emulator.last_seq, emulator.rate_limited_count
+            bench_cpu0, bot_cpu0 = time.process_time(), bot.cpu_seconds()
+            presses = await press_all(emulator, order, message_id, data, offsets)
+            try:
+                await emulator.wait_for_call(
+                    "answerCallbackQuery",
+                    lambda call: str(call.params.get("callback_query_id")) in presses,
+                    count=n,
+                    since=seq0,
+                    timeout=opts.window * opts.slack + 60,
+                )
+            except AssertionError as error:  # reported below as unanswered presses
+                print(f"  not every press was answered: {str(error)[:300]}", file=sys.stderr)
+            bench_cpu = time.process_time() - bench_cpu0
+            bot_cpu = bot.cpu_seconds() - bot_cpu0 if bot_cpu0 is not None else None
+            answers = answers_since(emulator, seq0, presses)
+            first_due = min(p.due for p in presses.values())
+            last_answer = max((calls[0].at for calls in answers.values()), default=first_due)
+            edits = Counter(
+                "signin" if call.params.get("message_id") == message_id else "other"
+                for method in ("editMessageText", "editMessageReplyMarkup")
+                for call in emulator.calls_of(method)
+                if call.seq > seq0 and call.params.get("chat_id") == GROUP
             )
-        except AssertionError as error:  # reported below as unanswered presses
-            print(f"  not every press was answered: {str(error)[:300]}", file=sys.stderr)
-        cpu = time.process_time() - cpu0
-        answers = answers_since(emulator, seq0, presses)
-        first_due = min(p.due for p in presses.values())
-        last_answer = max((calls[0].at for calls in answers.values()), default=first_due)
-        edits = Counter(
-            "signin" if call.params.get("message_id") == message_id else "other"
-            for method in ("editMessageText", "editMessageReplyMarkup")
-            for call in emulator.calls_of(method)
-            if call.seq > seq0 and call.params.get("chat_id") == GROUP
-        )
-        await bot.settle(timeout=120)  # anything still in hand finishes before the rows are read
-        rows, distinct, users = await sign_in_rows(bot, meeting_id)
+            await bot.settle(timeout=120)  # anything still in hand finishes before the rows are read
+            rows, distinct, users = sign_in_rows(db_path, meeting_id)
 
-        # --- the same updates again (redelivery), and a second tap by some members (new callback ids)
-        again = list(presses.values())[: min(opts.again, n)]
-        seq1 = emulator.last_seq
-        for press in again:
-            emulator.redeliver(press.update)
-        await bot.settle()
-        redelivered_answers = sum(len(calls) for calls in answers_since(emulator, seq1, presses).values())
-        seq2 = emulator.last_seq
-        repeats = {}
-        for press in again:
-            update = emulator.press_button(GROUP, press.user_id, message_id, data)
-            repeats[update["callback_query"]["id"]] = press.user_id
-        await bot.settle(timeout=60)  # also flushes the debounced count edits
-        repeat_answers = answers_since(emulator, seq2, repeats)
-        rows_after, _, _ = await sign_in_rows(bot, meeting_id)
-        button = next(iter(buttons(emulator.message(GROUP, message_id))), "")
-        rate_limited = emulator.rate_limited_count - limited0
+            # --- the same updates again (redelivery), and a second tap by some members (new callback ids)
+            again = list(presses.values())[: min(opts.again, n)]
+            seq1 = emulator.last_seq
+            for press in again:
+                emulator.redeliver(press.update)
+            await bot.settle()
+            redelivered_answers = sum(len(calls) for calls in answers_since(emulator, seq1, presses).values())
+            seq2 = emulator.last_seq
+            repeats = {}
+            for press in again:
+                update = emulator.press_button(GROUP, press.user_id, message_id, data)
+                repeats[update["callback_query"]["id"]] = press.user_id
+            await bot.settle(timeout=60)
+            repeat_answers = answers_since(emulator, seq2, repeats)
+            full = f"✅ 签到 · {n}"
+            with contextlib.suppress(AssertionError):  # the count is debounced: reported below if it never shows
+                await emulator.wait_for(lambda: full in buttons(emulator.message(GROUP, message_id)), timeout=60)
+            button = next(iter(buttons(emulator.message(GROUP, message_id))), "")
+            rate_limited = emulator.rate_limited_count - limited0
+        rows_after, _, _ = sign_in_rows(db_path, meeting_id)  # the bot has stopped: nothing more will come
 
     def answered_ok(calls: list) -> bool:
         return len(calls) == 1 and calls[0].status == 200 and SIGNED in str(calls[0].params.get("text", ""))
@@ -341,6 +534,7 @@ async def measure(mode: str, opts: argparse.Namespace, tmp: Path) -> Run:
     latencies = [calls[0].at - presses[qid].due for qid, calls in answers.items()]
     wall = last_answer - first_due
     return Run(
+        bot=opts.bot,
         mode=mode,
         members=n,
         window_seconds=opts.window,
@@ -371,7 +565,8 @@ async def measure(mode: str, opts: argparse.Namespace, tmp: Path) -> Run:
         edits_during=sum(edits.values()),
         edits_of_signin=edits["signin"],
         rate_limited=rate_limited,
-        process_cpu_percent=round(100 * cpu / wall) if wall > 0 else 0.0,
+        bot_cpu_percent=percent(bot_cpu, wall),
+        bench_cpu_percent=percent(bench_cpu, wall),
         setup_seconds=round(setup_seconds, 2),
         latencies=[round(x, 4) for x in sorted(latencies)],
     )
@@ -392,20 +587,28 @@ def configure_logging(path: Path, level: str) -> None:
 # ------------------------------------------------------------------------------------------- main
 
 
+def cpu_text(r: Run) -> str:
+    """``bot/bench`` CPU in % of a core; in-process the one process's figure."""
+    if r.bot_cpu_percent is None:
+        return f"{r.bench_cpu_percent:.0f}%"
+    return f"{r.bot_cpu_percent:.0f}/{r.bench_cpu_percent:.0f}%"
+
+
 def print_table(runs: list[Run], slack: float) -> None:
     head = (
-        f"{'mode':<6} {'members':>7} {'window':>6} {'wall':>7} {'sign-in/s':>9} {'p50':>7} {'p95':>7} {'p99':>7} "
-        f"{'max':>7} {'once':>5} {'rows':>5} {'lost':>4} {'dup':>4} {'edits':>5} {'429':>4} {'CPU':>5} {'result':>6}"
+        f"{'bot':<9} {'mode':<6} {'members':>7} {'window':>6} {'wall':>7} {'sign-in/s':>9} {'p50':>7} {'p95':>7} "
+        f"{'p99':>7} {'max':>7} {'once':>5} {'rows':>5} {'lost':>4} {'dup':>4} {'edits':>5} {'429':>4} "
+        f"{'CPU bot/bench':>13} {'result':>6}"
     )
     print(head)
     print("-" * len(head))
     for r in runs:
         ok = r.correct and r.in_time(slack)
         print(
-            f"{r.mode:<6} {r.members:>7} {r.window_seconds:>5g}s {r.wall_seconds:>6.2f}s {r.throughput:>9.1f} "
-            f"{r.p50:>6.3f}s {r.p95:>6.3f}s {r.p99:>6.3f}s {r.max:>6.3f}s {r.answered_once:>5} {r.rows:>5} "
-            f"{r.missing_members:>4} {r.answered_twice + r.rows - r.distinct_rows:>4} {r.edits_during:>5} "
-            f"{r.rate_limited:>4} {r.process_cpu_percent:>4.0f}% {'pass' if ok else 'FAIL':>6}"
+            f"{r.bot:<9} {r.mode:<6} {r.members:>7} {r.window_seconds:>5g}s {r.wall_seconds:>6.2f}s "
+            f"{r.throughput:>9.1f} {r.p50:>6.3f}s {r.p95:>6.3f}s {r.p99:>6.3f}s {r.max:>6.3f}s "
+            f"{r.answered_once:>5} {r.rows:>5} {r.missing_members:>4} {r.answered_twice + r.rows - r.distinct_rows:>4} "
+            f"{r.edits_during:>5} {r.rate_limited:>4} {cpu_text(r):>13} {'pass' if ok else 'FAIL':>6}"
         )
 
 
@@ -417,7 +620,7 @@ def report(r: Run, slack: float) -> None:
     )
     print(
         f"  {r.mode}: {r.redelivered} updates redelivered → {r.redelivered_answers} answers; {r.repeated} second "
-        f"presses → {r.repeated_answered_already} told 无需重复; rows afterwards {r.rows_after_again}; "
+        f"presses → {r.repeated_answered_already} told 无需重复; rows after the bot stopped {r.rows_after_again}; "
         f"button now {r.button_after!r}"
     )
     print(
@@ -425,15 +628,21 @@ def report(r: Run, slack: float) -> None:
         f"{'in time' if r.in_time(slack) else 'TOO SLOW'}; the driver injected at worst "
         f"{r.injector_late_max * 1000:.0f} ms behind its schedule; set-up {r.setup_seconds:.1f}s"
     )
+    if r.bot_cpu_percent is None:
+        cpu = f"CPU {r.bench_cpu_percent:.0f}% of a core (bot, emulator and driver in one process)"
+    else:
+        cpu = (
+            f"CPU of the bot's process {r.bot_cpu_percent:.0f}% of a core, "
+            f"of the bench's (emulator, driver) {r.bench_cpu_percent:.0f}%"
+        )
     print(
         f"  {r.mode}: {r.edits_during} edits in the group while signing in ({r.edits_of_signin} of the sign-in "
-        f"message, {r.edits_during - r.edits_of_signin} of the meeting's post), {r.rate_limited} × 429; "
-        f"process CPU {r.process_cpu_percent:.0f}% of a core",
+        f"message, {r.edits_during - r.edits_of_signin} of the meeting's post), {r.rate_limited} × 429; {cpu}",
         flush=True,
     )
 
 
-async def run_all(opts: argparse.Namespace, tmp: Path) -> list[Run]:
+async def run_all(opts: argparse.Namespace, tmp: Path, log: Path) -> list[Run]:
     modes = ["paced", "burst"] if opts.mode == "both" else [opts.mode]
     runs = []
     for mode in modes:
@@ -441,7 +650,7 @@ async def run_all(opts: argparse.Namespace, tmp: Path) -> list[Run]:
             print(f"{mode}, round {round_no}:", flush=True)
             round_dir = tmp / f"{mode}-{round_no}"
             round_dir.mkdir()
-            runs.append(await measure(mode, opts, round_dir))
+            runs.append(await measure(mode, opts, round_dir, log))
             report(runs[-1], opts.slack)
     return runs
 
@@ -449,20 +658,23 @@ async def run_all(opts: argparse.Namespace, tmp: Path) -> list[Run]:
 def run_rounds(opts: argparse.Namespace) -> list[Run]:
     with tempfile.TemporaryDirectory(prefix="bench-meetings-") as tmpdir:
         tmp = Path(tmpdir)
-        log = tmp / "bot.log"
-        configure_logging(log, opts.log_level)
+        log = tmp / "bot.log"  # in process, the bot's output (every round appends); in-process, the log
         try:
+            if opts.bot == "process":
+                configure_logging(tmp / "bench.log", "WARNING")  # the emulator's complaints, if any
+                return asyncio.run(run_all(opts, tmp, log))  # --profile is the bot process's (ProcessBot)
+            configure_logging(log, opts.log_level)
             if not opts.profile:
-                return asyncio.run(run_all(opts, tmp))
+                return asyncio.run(run_all(opts, tmp, log))
             import cProfile
 
             profiler = cProfile.Profile()
             try:
-                return profiler.runcall(asyncio.run, run_all(opts, tmp))
+                return profiler.runcall(asyncio.run, run_all(opts, tmp, log))
             finally:
                 profiler.dump_stats(opts.profile)
         finally:
-            if opts.keep_log:
+            if opts.keep_log and log.exists():
                 Path(opts.keep_log).write_bytes(log.read_bytes())
 
 
@@ -478,6 +690,12 @@ def main(argv: list[str] | None = None) -> int:
         default="both",
         help="paced: presses evenly over the window; burst: all at once; both (default): one round of each",
     )
+    ap.add_argument(
+        "--bot",
+        choices=("process", "inprocess"),
+        default="process",
+        help="process (default): python -m bot, as deployed; inprocess: the bot inside the bench's process",
+    )
     ap.add_argument("--rounds", type=int, default=1, help="rounds of each mode, each from scratch (default 1)")
     ap.add_argument(
         "--slack", type=float, default=1.0, help="fail when the wall time exceeds window × slack (default 1.0)"
@@ -487,21 +705,32 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency",
         type=int,
         default=CONCURRENCY,
-        help=f"updates in hand at once, as MAX_CONCURRENT_UPDATES (default {CONCURRENCY}; 0: no limit, as in tests)",
+        help=f"updates in hand at once, as MAX_CONCURRENT_UPDATES (default {CONCURRENCY}; in-process 0: no limit)",
     )
     ap.add_argument("--seed", type=int, default=1, help="seed of the order members press in")
     ap.add_argument("--log-level", default="INFO", help="the bot's log level (default INFO, as deployed)")
     ap.add_argument("--keep-log", metavar="FILE", help="copy the bot's log to FILE")
-    ap.add_argument("--profile", metavar="FILE", help="run under cProfile, stats to FILE (figures not written)")
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run the bot under cProfile, stats to FILE (in process: the last round's); figures not written",
+    )
     args = ap.parse_args(argv)
     if args.members < 1 or args.rounds < 1 or args.window <= 0 or args.again < 0:
         ap.error("--members and --rounds must be at least 1, --window positive, --again not negative")
+    if args.bot == "process" and args.concurrency < 1:
+        ap.error("--concurrency must be at least 1 with --bot process")
 
+    where = (
+        "the bot as its own process (python -m bot), the emulator in this one"
+        if args.bot == "process"
+        else "bot and emulator in this process"
+    )
     print(
         f"Meeting sign-in bench: {args.members} members of one meeting press 签到, mode {args.mode}, window "
-        f"{args.window:g}s (fail beyond {args.window * args.slack:g}s); bot and emulator in this process, emulator "
-        f"enforcing Telegram's limits, bot with its shipped limits, MAX_CONCURRENT_UPDATES="
-        f"{args.concurrency or 'unlimited'}, LOG_LEVEL={args.log_level}."
+        f"{args.window:g}s (fail beyond {args.window * args.slack:g}s); {where}; emulator enforcing Telegram's "
+        f"limits, bot with its shipped limits, MAX_CONCURRENT_UPDATES={args.concurrency or 'unlimited'}, "
+        f"LOG_LEVEL={args.log_level}."
     )
     print(
         f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}.\n",
@@ -523,18 +752,20 @@ def main(argv: list[str] | None = None) -> int:
         throughput = statistics.median(r.throughput for r in mine)
         p99 = statistics.median(r.p99 for r in mine)
         wall = statistics.median(r.wall_seconds for r in mine)
-        print(f"{mode}: median {throughput:.0f} sign-ins/s, p99 {p99:.3f}s, wall {wall:.2f}s")
+        print(f"{args.bot} {mode}: median {throughput:.0f} sign-ins/s, p99 {p99:.3f}s, wall {wall:.2f}s")
     print(f"every member signed in exactly once, every press answered once: {'yes' if correct else 'NO'}")
     print(f"every round within {args.window:g}s × {args.slack:g}: {'yes' if in_time else 'NO'}")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     if args.profile:
-        print(f"cProfile stats in {args.profile}; profiled figures not written to {RESULTS}")
+        print(f"cProfile stats in {args.profile}; profiled figures not written to {RESULTS[args.bot]}")
     else:
         write_results(args, runs, correct, in_time)
     return 0 if correct and in_time else 1
 
 
 def write_results(args: argparse.Namespace, runs: list[Run], correct: bool, in_time: bool) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    path = RESULTS[args.bot]
+    path.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "config": {
             **vars(args),
@@ -547,8 +778,8 @@ def write_results(args: argparse.Namespace, runs: list[Run], correct: bool, in_t
         "every_sign_in_exactly_once": correct,
         "every_round_in_time": in_time,
     }
-    RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    print(f"wrote {RESULTS}")
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
