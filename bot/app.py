@@ -30,6 +30,7 @@ from bot.outbox import OutboxKind, OutboxWorker
 from bot.scheduler import Scheduler
 from bot.services import attendance as attendance_service
 from bot.services import chats as chat_service
+from bot.services import lessons as lesson_service
 from bot.services import meetings as meeting_service
 from bot.services import people as people_service
 from bot.services import schedules as schedule_service
@@ -257,6 +258,12 @@ async def housekeeping(app: Application) -> None:
             )
         except Exception:
             log.exception("housekeeping failed")
+        try:
+            async with app.db.transaction() as session:
+                if added := await lesson_service.ensure_sample_pack(session, app.clock.now()):
+                    log.info("housekeeping: the sample pack's %s lessons are in the library", added)
+        except Exception:
+            log.exception("loading the sample lesson pack failed")
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
 
 

@@ -37,6 +37,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("schedules", (GROUP,), Role.COMMITTEE),
     CommandSpec("meeting", (GROUP,), Role.COMMITTEE),
     CommandSpec("meetings", (GROUP,)),
+    CommandSpec("lessons", (GROUP,), Role.COMMITTEE),
     CommandSpec("broadcast", (PRIVATE, GROUP), Role.COMMITTEE),
     CommandSpec("review", (PRIVATE,)),
     CommandSpec("mydata", (PRIVATE,)),

@@ -27,6 +27,7 @@ def build_root_router() -> Router:
         fallback,
         help,
         identity,
+        lessons,
         meetings,
         membership,
         notices,
@@ -48,6 +49,7 @@ def build_root_router() -> Router:
         organisation.build_router(),
         attendance.build_router(),  # a sign-in code in private, before identity's free-text answers
         meetings.build_router(),
+        lessons.build_router(),
         identity.build_router(),
         roster.build_router(),
         notices.build_router(),

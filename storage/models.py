@@ -6,9 +6,9 @@ Telegram id) keeps every record that points at it: only ``chats.telegram_id`` ch
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -395,3 +395,27 @@ class MeetingMakeup(Base):
     reason: Mapped[str] = mapped_column(String(8))  # absent | leave
     assigned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     studied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Lesson(Base):
+    """A lesson of the 每日党课 library: a group's own (imported by its committee) or, with no group,
+    one of the sample pack that every group starts with."""
+
+    __tablename__ = "lessons"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer, default=0)  # the order lessons are pushed in
+    title: Mapped[str] = mapped_column(String(60))
+    body: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(200))
+    tags: Mapped[str] = mapped_column(String(200), default="")  # comma-separated
+    push_on: Mapped[date | None] = mapped_column(Date)  # pushed on this day, if given
+    quiz_question: Mapped[str | None] = mapped_column(String(300))
+    quiz_options: Mapped[str | None] = mapped_column(Text)  # JSON list
+    quiz_answer: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | removed
+    imported_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_lessons_chat_position", "chat_id", "position"),)

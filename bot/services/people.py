@@ -102,3 +102,11 @@ async def drop_input(session: AsyncSession, user_id: int, kind: str, ref: str) -
     pending = await identity_store.get_pending_input(session, user_id)
     if pending is not None and (pending.kind, pending.ref) == (kind, ref):
         await identity_store.clear_pending_input(session, user_id)
+
+
+async def awaited_input(session: AsyncSession, user_id: int) -> tuple[str, str] | None:
+    """The answer the bot waits for from this user, as (kind, ref), left in place."""
+    from storage import identity as identity_store
+
+    pending = await identity_store.get_pending_input(session, user_id)
+    return (pending.kind, pending.ref) if pending is not None else None

@@ -759,6 +759,24 @@ class BotAPIEmulator:
             state.kicked.discard(user_id)
         return self.inject_update({"message": msg})
 
+    def send_document(
+        self, chat_id: int, user_id: int, filename: str, data: bytes, caption: str | None = None
+    ) -> dict[str, Any]:
+        """A user sends a file to ``chat_id``; the bot can fetch it with getFile and the file URL."""
+        state = self._ensure_chat(chat_id)
+        user = self._ensure_user(user_id)
+        info = self._store_file("document", filename, data)
+        document = {key: info[key] for key in ("file_id", "file_unique_id", "file_name", "mime_type", "file_size")}
+        content: dict[str, Any] = {"document": document}
+        if caption:
+            content["caption"] = caption
+        msg = self._user_message(state, user, **content)
+        if state.is_private:
+            self._started.add(user_id)
+        else:
+            state.members.add(user_id)
+        return self.inject_update({"message": msg})
+
     def press_button(
         self, chat_id: int, user_id: int, message_id: int, data: str, *, forged: bool = False
     ) -> dict[str, Any]:

@@ -1,0 +1,98 @@
+"""The lesson library through the emulator: /lessons, "📥 导入课程", the file sent in private, and the
+line-by-line report; nothing saved from a broken file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.services.clock import FrozenClock
+from storage.models import Lesson
+from tests.emulator import BotAPIEmulator
+from tests.harness import BotHarness
+from tests.test_lesson_files import GOOD_MD
+
+GROUP = -1001234567077
+SECRETARY, MEMBER = 2001, 3001
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[BotAPIEmulator]:
+    async with BotAPIEmulator() as emu:
+        emu.add_user(SECRETARY, "李", "书记")
+        emu.add_user(MEMBER, "党员")
+        emu.add_chat(GROUP, "supergroup", "第一党支部")
+        emu.set_admins(GROUP, [], creator_id=SECRETARY)
+        yield emu
+
+
+@pytest.fixture
+async def bot(emulator: BotAPIEmulator, database_url: str) -> AsyncIterator[BotHarness]:
+    clock = FrozenClock(datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
+    async with BotHarness(emulator, database_url, clock=clock) as harness:
+        emulator.bot_added(GROUP, SECRETARY, status="administrator")
+        await harness.settle()
+        yield harness
+
+
+def last(emulator: BotAPIEmulator, chat_id: int) -> dict:
+    return emulator.sent_messages(chat_id)[-1]
+
+
+async def own_lessons(bot: BotHarness) -> int:
+    async with bot.app.db.transaction() as session:
+        return await session.scalar(select(func.count()).select_from(Lesson).where(Lesson.chat_id.is_not(None)))
+
+
+async def test_import_by_file_in_private_with_a_line_by_line_report(emulator, bot) -> None:
+    emulator.send_message(SECRETARY, SECRETARY, "/start")
+    emulator.send_message(GROUP, SECRETARY, "/lessons")
+    await bot.settle()
+    library = last(emulator, GROUP)
+    assert "本群导入 0 课" in library["text"]
+    [data] = [b["callback_data"] for row in library["reply_markup"]["inline_keyboard"] for b in row]
+    emulator.press_button(GROUP, SECRETARY, library["message_id"], data)
+    await bot.settle()
+    assert "请发送要导入「第一党支部」的课程文件" in last(emulator, SECRETARY)["text"]
+
+    bad = "标题,正文,来源\n好课,正文,来源\n,缺标题,来源\n错,正文,\n".encode("gb18030")
+    emulator.send_document(SECRETARY, SECRETARY, "课程.csv", bad)
+    await bot.settle()
+    report = last(emulator, SECRETARY)["text"]
+    assert "2 处问题，未导入任何课程" in report and "第 3 行：缺少标题。" in report and "第 4 行：缺少来源。" in report
+    assert await own_lessons(bot) == 0
+
+    emulator.send_document(SECRETARY, SECRETARY, "课程.md", GOOD_MD.encode())  # the bot still waits for it
+    await bot.settle()
+    assert "已导入 2 课" in last(emulator, SECRETARY)["text"]
+    assert await own_lessons(bot) == 2
+    emulator.send_document(SECRETARY, SECRETARY, "课程.md", GOOD_MD.encode())  # not asked for any more
+    await bot.settle()
+    assert "/lessons" in last(emulator, SECRETARY)["text"] and await own_lessons(bot) == 2
+
+    emulator.send_message(GROUP, SECRETARY, "/lessons")
+    await bot.settle()
+    assert "本群导入 2 课" in last(emulator, GROUP)["text"] and "亮身份" in last(emulator, GROUP)["text"]
+
+
+async def test_members_and_wrong_files_are_refused(emulator, bot) -> None:
+    emulator.send_message(GROUP, MEMBER, "/lessons")
+    await bot.settle()
+    assert "仅限支部委员" in last(emulator, GROUP)["text"]
+    emulator.send_message(MEMBER, MEMBER, f"/start lsn_{1}")
+    await bot.settle()
+    assert "仅限支部委员" in last(emulator, MEMBER)["text"]
+
+    emulator.send_message(SECRETARY, SECRETARY, "/start lsn_1")
+    await bot.settle()
+    for name, data, expected in (
+        ("课程.docx", b"PK\x03\x04", "请发送 .md、.yaml 或 .csv"),
+        ("课程.md", b"x" * (600 * 1024), "文件太大"),
+    ):
+        emulator.send_document(SECRETARY, SECRETARY, name, data)
+        await bot.settle()
+        assert expected in last(emulator, SECRETARY)["text"], name
+    assert await own_lessons(bot) == 0
