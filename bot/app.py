@@ -39,6 +39,7 @@ from bot.services.maintenance import prune_processed_updates
 from bot.services.roles import Role
 from handlers import build_root_router, writing_buttons
 from handlers import compliance as compliance_view
+from handlers import lessons as lesson_view
 from handlers import schedules as schedule_view
 from storage.db import Database
 
@@ -194,6 +195,8 @@ def build_application(settings: Settings, *, clock: Clock | None = None) -> Appl
         **meeting_updates.outbox_kinds(),
         "announcement": OutboxKind(schedule_view.render_announcement),
         attendance_service.COMPLIANCE: OutboxKind(compliance_view.render_compliance),
+        "lesson_post": OutboxKind(lesson_view.render_post, on_sent=lesson_view.posted),
+        "lesson_quiz": OutboxKind(lesson_view.render_quiz, on_sent=lesson_view.quiz_posted),
     }
     outbox = OutboxWorker(db, delivery, clock, kinds, **defaults)
     # The timer follows the real clock; with a clock under a test's control, the test runs what is due.

@@ -38,6 +38,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("meeting", (GROUP,), Role.COMMITTEE),
     CommandSpec("meetings", (GROUP,)),
     CommandSpec("lessons", (GROUP,), Role.COMMITTEE),
+    CommandSpec("lesson", (PRIVATE,)),
     CommandSpec("broadcast", (PRIVATE, GROUP), Role.COMMITTEE),
     CommandSpec("review", (PRIVATE,)),
     CommandSpec("mydata", (PRIVATE,)),

@@ -66,7 +66,13 @@ def build_root_router() -> Router:
 def writing_buttons() -> frozenset[str]:
     """Buttons whose press always records something (a confirmation, an answer, a sign-in, 已学习):
     their updates go straight to a write transaction instead of first trying as a read."""
-    from handlers import attendance, meetings, notices
+    from handlers import attendance, lessons, meetings, notices
 
-    buttons = (notices.AckButton, meetings.RsvpButton, attendance.SignInButton, attendance.StudiedButton)
+    buttons = (
+        notices.AckButton,
+        meetings.RsvpButton,
+        attendance.SignInButton,
+        attendance.StudiedButton,
+        lessons.StudyButton,
+    )
     return frozenset(button.__prefix__ for button in buttons)

@@ -3,11 +3,14 @@ file that the committee member sends the bot in private, and the import report, 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiogram import Bot, F, Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
-from aiogram.methods import SendMessage
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.methods import SendMessage, SendPoll, TelegramMethod
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, PollAnswer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.context import RequestContext
 from bot.i18n import Translator
@@ -16,10 +19,21 @@ from bot.services import lesson_files
 from bot.services import lessons as lesson_service
 from bot.services import people as people_service
 from bot.services import roles as role_service
+from bot.services import schedules as schedule_service
 from bot.services.errors import DomainError
 from bot.services.lesson_files import Problem
-from handlers.common import explain, quote, require_committee_message, require_group_committee_callback
+from handlers.common import (
+    explain,
+    quote,
+    refuse_callback_error,
+    require_committee_message,
+    require_group_committee_callback,
+)
 from handlers.start import deep_link
+from handlers.timephrases import describe
+
+if TYPE_CHECKING:
+    from bot.outbox import Envelope
 
 TITLES_SHOWN = 10
 PROBLEMS_SHOWN = 30
@@ -27,20 +41,68 @@ AWAITED = "lesson_import"
 
 
 class LibraryButton(CallbackData, prefix="lsn"):
-    action: str  # import
+    action: str  # import | push (value: "d2000", "w0730", "off", or "" for the menu) | back
+    value: str = ""
 
 
-def library_view(t: Translator, lessons) -> tuple[str, InlineKeyboardMarkup]:
+class StudyButton(CallbackData, prefix="lst"):
+    push_id: int
+
+
+def push_text(t: Translator, schedule) -> str:
+    if schedule is None or schedule.status != "active":
+        return t("lessons.push_off")
+    return t("lessons.push_on", rule=quote(describe(schedule_service.rule_of(schedule.rule), t)))
+
+
+def library_view(t: Translator, lessons, schedule=None) -> tuple[str, InlineKeyboardMarkup]:
     own = [lesson for lesson in lessons if lesson.chat_id is not None]
-    lines = [t("lessons.library_title", own=len(own), pack=len(lessons) - len(own))]
+    lines = [t("lessons.library_title", own=len(own), pack=len(lessons) - len(own)), push_text(t, schedule)]
     for index, lesson in enumerate(lessons[:TITLES_SHOWN], 1):
         mark = t("lessons.has_quiz") if lesson.quiz_question else ""
         lines.append(f"{index}. {quote(lesson.title)}{mark}")
     if len(lessons) > TITLES_SHOWN:
         lines.append(t("lessons.more", count=len(lessons) - TITLES_SHOWN))
     lines.append(t("lessons.import_hint"))
-    button = InlineKeyboardButton(text=t("lessons.import_button"), callback_data=LibraryButton(action="import").pack())
-    return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=[[button]])
+    buttons = [
+        InlineKeyboardButton(text=t("lessons.import_button"), callback_data=LibraryButton(action="import").pack()),
+        InlineKeyboardButton(text=t("lessons.push_button"), callback_data=LibraryButton(action="push").pack()),
+    ]
+    return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=[buttons])
+
+
+def push_menu(t: Translator) -> tuple[str, InlineKeyboardMarkup]:
+    rows = [
+        [
+            InlineKeyboardButton(
+                text=f"{t(f'lessons.days_{days}')} {time[:2]}:{time[2:]}",
+                callback_data=LibraryButton(action="push", value=days + time).pack(),
+            )
+            for time in lesson_service.PUSH_TIMES
+        ]
+        for days in lesson_service.PUSH_DAYS
+    ]
+    rows = [row[:3] for row in rows] + [row[3:] for row in rows]
+    rows.append(
+        [
+            InlineKeyboardButton(
+                text=t("lessons.push_stop"), callback_data=LibraryButton(action="push", value="off").pack()
+            ),
+            InlineKeyboardButton(text=t("lessons.back"), callback_data=LibraryButton(action="back").pack()),
+        ]
+    )
+    return t("lessons.push_choose"), InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def post_text(t: Translator, lesson) -> str:
+    return t("lessons.post", title=quote(lesson.title), body=quote(lesson.body), source=quote(lesson.source))
+
+
+def study_keyboard(t: Translator, push_id: int, count: int | None) -> InlineKeyboardMarkup:
+    text = t("lessons.studied_button") + (f" · {count}" if count is not None else "")
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text=text, callback_data=StudyButton(push_id=push_id).pack())]]
+    )
 
 
 def problem_line(t: Translator, problem: Problem) -> str:
@@ -65,8 +127,13 @@ def report_text(t: Translator, report: lesson_service.ImportReport, group: str) 
 async def lessons_command(message: Message, ctx: RequestContext) -> None:
     if ctx.chat is None or not await require_committee_message(ctx, message):
         return
-    text, keyboard = library_view(ctx.t, await lesson_service.library(ctx.session, ctx.chat.id))
+    text, keyboard = await _library(ctx)
     ctx.replies.add(message.reply(text, reply_markup=keyboard))
+
+
+async def _library(ctx: RequestContext):
+    lessons = await lesson_service.library(ctx.session, ctx.chat.id)
+    return library_view(ctx.t, lessons, await lesson_service.push_of(ctx.session, ctx.chat.id))
 
 
 async def _ask_for_file(ctx: RequestContext, user_id: int, chat_pk: int, title: str | None) -> None:
@@ -76,6 +143,9 @@ async def _ask_for_file(ctx: RequestContext, user_id: int, chat_pk: int, title: 
 
 async def library_button(callback: CallbackQuery, callback_data: LibraryButton, ctx: RequestContext, bot: Bot) -> None:
     if not await require_group_committee_callback(ctx, callback):
+        return
+    if callback_data.action in ("push", "back"):
+        await _push_choice(callback, callback_data, ctx)
         return
     if callback_data.action != "import":
         ctx.replies.add(callback.answer(ctx.t("errors.button_expired"), show_alert=True))
@@ -87,6 +157,31 @@ async def library_button(callback: CallbackQuery, callback_data: LibraryButton, 
         return
     me = await bot.me()
     ctx.replies.add(callback.answer(url=f"https://t.me/{me.username}?start=lsn_{ctx.chat.id}"))
+
+
+async def _push_choice(callback: CallbackQuery, callback_data: LibraryButton, ctx: RequestContext) -> None:
+    t, value = ctx.t, callback_data.value
+    if callback_data.action == "push" and not value:
+        text, keyboard = push_menu(t)
+        ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
+        ctx.replies.add(callback.answer())
+        return
+    if callback_data.action == "push":
+        try:
+            await lesson_service.set_push(
+                ctx.session,
+                ctx.chat.id,
+                ctx.person.id,
+                None if value == "off" else value,
+                ctx.group_settings,
+                ctx.clock.now(),
+            )
+        except DomainError as error:
+            refuse_callback_error(ctx, callback, error)
+            return
+    text, keyboard = await _library(ctx)
+    ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
+    ctx.replies.add(callback.answer(t("lessons.saved") if callback_data.action == "push" else None))
 
 
 @deep_link("lsn")
@@ -133,9 +228,89 @@ async def lesson_file(message: Message, ctx: RequestContext, bot: Bot) -> None:
     ctx.replies.add(message.reply(report_text(t, report, chat.title or "")))
 
 
+# ------------------------------------------------------------------------------------------ the daily push
+
+
+async def render_post(session: AsyncSession, envelope: Envelope) -> TelegramMethod | None:
+    found = await lesson_service.pushed(session, envelope.args["push_id"])
+    if found is None or found[0].message_id is not None:
+        return None
+    push, lesson = found
+    t = envelope.t
+    return SendMessage(
+        chat_id=envelope.recipient, text=post_text(t, lesson), reply_markup=study_keyboard(t, push.id, 0)
+    )
+
+
+async def posted(session: AsyncSession, envelope: Envelope, message) -> list[TelegramMethod]:
+    await lesson_service.record_posted(session, envelope.args["push_id"], message.message_id)
+    return []
+
+
+async def render_quiz(session: AsyncSession, envelope: Envelope) -> TelegramMethod | None:
+    found = await lesson_service.pushed(session, envelope.args["push_id"])
+    if found is None or found[0].poll_id is not None or not found[1].quiz_question:
+        return None
+    lesson = found[1]
+    return SendPoll(
+        chat_id=envelope.recipient,
+        question=lesson.quiz_question,
+        options=lesson_service.quiz_options(lesson),
+        type="quiz",
+        correct_option_id=lesson.quiz_answer,
+        is_anonymous=False,  # so that each member's answer reaches the bot
+    )
+
+
+async def quiz_posted(session: AsyncSession, envelope: Envelope, message) -> list[TelegramMethod]:
+    if message.poll is not None:
+        await lesson_service.record_quiz_posted(session, envelope.args["push_id"], message.poll.id)
+    return []
+
+
+async def study_button(callback: CallbackQuery, callback_data: StudyButton, ctx: RequestContext) -> None:
+    if ctx.person is None:
+        return
+    chat_pk = ctx.chat.id if ctx.chat is not None else None
+    try:
+        result = await lesson_service.study(ctx.session, callback_data.push_id, ctx.person.id, chat_pk, ctx.clock.now())
+    except DomainError as error:
+        refuse_callback_error(ctx, callback, error)
+        return
+    if result.new and chat_pk is not None and callback.message is not None:
+        # The count on the post; a study tap is rare enough a minute not to need batching like notices.
+        ctx.replies.add(
+            callback.message.edit_reply_markup(reply_markup=study_keyboard(ctx.t, callback_data.push_id, result.count))
+        )
+    elif result.new and callback.message is not None:
+        ctx.replies.add(callback.message.edit_reply_markup(reply_markup=None))
+    ctx.replies.add(callback.answer(ctx.t("lessons.studied" if result.new else "lessons.studied_already")))
+
+
+async def quiz_answer(poll_answer: PollAnswer, ctx: RequestContext) -> None:
+    if poll_answer.user is None:
+        return
+    await lesson_service.answer_quiz(
+        ctx.session, poll_answer.poll_id, poll_answer.user.id, poll_answer.option_ids, ctx.clock.now()
+    )
+
+
+async def lesson_command(message: Message, ctx: RequestContext) -> None:
+    """In private: the latest pushed lesson the member has not marked studied (again for the next)."""
+    rows = await lesson_service.catch_up(ctx.session, ctx.person.id, limit=1)
+    if not rows:
+        ctx.replies.add(message.answer(ctx.t("lessons.all_caught_up")))
+        return
+    push, lesson = rows[0]
+    ctx.replies.add(message.answer(post_text(ctx.t, lesson), reply_markup=study_keyboard(ctx.t, push.id, None)))
+
+
 def build_router() -> Router:
     router = Router(name="lessons")
     router.message.register(lessons_command, Command("lessons"), F.chat.type.in_({"group", "supergroup"}))
+    router.message.register(lesson_command, Command("lesson"), F.chat.type == "private")
     router.message.register(lesson_file, F.chat.type == "private", F.document)
     router.callback_query.register(library_button, LibraryButton.filter())
+    router.callback_query.register(study_button, StudyButton.filter())
+    router.poll_answer.register(quiz_answer)
     return router

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Lesson
+from storage.models import Lesson, LessonPush, LessonStudy, QuizAnswer
+from storage.upsert import insert_for
 
 
 async def next_position(session: AsyncSession, chat_pk: int | None) -> int:
@@ -32,3 +35,84 @@ async def library(session: AsyncSession, chat_pk: int) -> list[Lesson]:
         .order_by(Lesson.chat_id.is_(None), Lesson.position, Lesson.id)
     )
     return list(result.scalars())
+
+
+async def pushed_on(session: AsyncSession, chat_pk: int, day: date) -> LessonPush | None:
+    result = await session.execute(select(LessonPush).where(LessonPush.chat_id == chat_pk, LessonPush.pushed_on == day))
+    return result.scalar_one_or_none()
+
+
+async def next_lesson(session: AsyncSession, chat_pk: int, day: date) -> Lesson | None:
+    """The lesson for ``day``: one dated that day, else the first not yet pushed to the group, in the
+    library's order (the group's own, then the sample pack); lessons dated later wait for their day."""
+    pushed = select(LessonPush.lesson_id).where(LessonPush.chat_id == chat_pk)
+    result = await session.execute(
+        select(Lesson)
+        .where(
+            (Lesson.chat_id == chat_pk) | Lesson.chat_id.is_(None),
+            Lesson.status == "active",
+            Lesson.id.not_in(pushed),
+            Lesson.push_on.is_(None) | (Lesson.push_on <= day),
+        )
+        .order_by((Lesson.push_on == day).desc(), Lesson.chat_id.is_(None), Lesson.position, Lesson.id)
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def push_with_lesson(session: AsyncSession, push_id: int) -> tuple[LessonPush, Lesson] | None:
+    result = await session.execute(
+        select(LessonPush, Lesson).join(Lesson, Lesson.id == LessonPush.lesson_id).where(LessonPush.id == push_id)
+    )
+    row = result.first()
+    return (row[0], row[1]) if row else None
+
+
+async def push_of_poll(session: AsyncSession, poll_id: str) -> tuple[LessonPush, Lesson] | None:
+    result = await session.execute(
+        select(LessonPush, Lesson).join(Lesson, Lesson.id == LessonPush.lesson_id).where(LessonPush.poll_id == poll_id)
+    )
+    row = result.first()
+    return (row[0], row[1]) if row else None
+
+
+async def add_study(session: AsyncSession, push_id: int, user_id: int, now) -> bool:
+    insert = insert_for(session)
+    result = await session.execute(
+        insert(LessonStudy)
+        .values(push_id=push_id, user_id=user_id, studied_at=now)
+        .on_conflict_do_nothing()
+        .returning(LessonStudy.user_id)
+    )
+    return result.first() is not None
+
+
+async def count_studies(session: AsyncSession, push_id: int) -> int:
+    result = await session.execute(select(func.count()).select_from(LessonStudy).where(LessonStudy.push_id == push_id))
+    return int(result.scalar_one())
+
+
+async def add_quiz_answer(session: AsyncSession, push_id: int, user_id: int, option: int, correct: bool, now) -> bool:
+    insert = insert_for(session)
+    result = await session.execute(
+        insert(QuizAnswer)
+        .values(push_id=push_id, user_id=user_id, option=option, correct=correct, answered_at=now)
+        .on_conflict_do_nothing()
+        .returning(QuizAnswer.user_id)
+    )
+    return result.first() is not None
+
+
+async def unstudied_for(
+    session: AsyncSession, user_id: int, chat_pks: list[int], limit: int
+) -> list[tuple[LessonPush, Lesson]]:
+    """Recent pushes in the member's groups that they have not marked studied, latest first."""
+    studied = select(LessonStudy.push_id).where(LessonStudy.user_id == user_id)
+    result = await session.execute(
+        select(LessonPush, Lesson)
+        .join(Lesson, Lesson.id == LessonPush.lesson_id)
+        .where(LessonPush.chat_id.in_(chat_pks), LessonPush.id.not_in(studied))
+        .order_by(LessonPush.pushed_on.desc(), LessonPush.id.desc())
+        .limit(limit)
+    )
+    return [(push, lesson) for push, lesson in result.all()]

@@ -419,3 +419,46 @@ class Lesson(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_lessons_chat_position", "chat_id", "position"),)
+
+
+class LessonPush(Base):
+    """A lesson pushed to a group on a day: at most one a day, and each lesson once per group."""
+
+    __tablename__ = "lesson_pushes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    lesson_id: Mapped[int] = mapped_column(ForeignKey("lessons.id", ondelete="CASCADE"))
+    pushed_on: Mapped[date] = mapped_column(Date)  # the group's local day
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    poll_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("uq_lesson_pushes_chat_lesson", "chat_id", "lesson_id", unique=True),
+        Index("uq_lesson_pushes_chat_day", "chat_id", "pushed_on", unique=True),
+    )
+
+
+class LessonStudy(Base):
+    """A member's "已学" on a pushed lesson: one row, however often they tap."""
+
+    __tablename__ = "lesson_studies"
+
+    push_id: Mapped[int] = mapped_column(ForeignKey("lesson_pushes.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    studied_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_lesson_studies_user", "user_id"),)
+
+
+class QuizAnswer(Base):
+    """A member's answer to a pushed lesson's quiz poll (Telegram lets a quiz be answered once)."""
+
+    __tablename__ = "quiz_answers"
+
+    push_id: Mapped[int] = mapped_column(ForeignKey("lesson_pushes.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    option: Mapped[int] = mapped_column(Integer)
+    correct: Mapped[bool] = mapped_column(Boolean)
+    answered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

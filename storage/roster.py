@@ -41,3 +41,10 @@ async def is_member(session: AsyncSession, chat_pk: int, user_id: int) -> bool:
         )
     )
     return result.first() is not None
+
+
+async def groups_of(session: AsyncSession, user_id: int) -> list[int]:
+    result = await session.execute(
+        select(ChatMember.chat_id).where(ChatMember.user_id == user_id, ChatMember.status == "member")
+    )
+    return list(result.scalars())

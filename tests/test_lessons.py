@@ -53,8 +53,7 @@ async def test_import_by_file_in_private_with_a_line_by_line_report(emulator, bo
     await bot.settle()
     library = last(emulator, GROUP)
     assert "本群导入 0 课" in library["text"]
-    [data] = [b["callback_data"] for row in library["reply_markup"]["inline_keyboard"] for b in row]
-    emulator.press_button(GROUP, SECRETARY, library["message_id"], data)
+    emulator.press_button(GROUP, SECRETARY, library["message_id"], button(library, "📥"))
     await bot.settle()
     assert "请发送要导入「第一党支部」的课程文件" in last(emulator, SECRETARY)["text"]
 
@@ -96,3 +95,82 @@ async def test_members_and_wrong_files_are_refused(emulator, bot) -> None:
         await bot.settle()
         assert expected in last(emulator, SECRETARY)["text"], name
     assert await own_lessons(bot) == 0
+
+
+def button(message: dict, starts_with: str) -> str:
+    rows = (message.get("reply_markup") or {}).get("inline_keyboard") or []
+    found = [b["callback_data"] for row in rows for b in row if b["text"].startswith(starts_with)]
+    assert found, f"no {starts_with!r} in {rows}"
+    return found[0]
+
+
+def lesson_posts(emulator: BotAPIEmulator) -> list[dict]:
+    return [m for m in emulator.sent_messages(GROUP) if (m.get("text") or "").startswith("📖 每日党课")]
+
+
+async def turn_push_on(emulator, bot, choice: str = "每天 20:00") -> None:
+    emulator.send_message(GROUP, SECRETARY, "/lessons")
+    await bot.settle()
+    panel = last(emulator, GROUP)
+    assert "每日推送：未开启" in panel["text"]
+    emulator.press_button(GROUP, SECRETARY, panel["message_id"], button(panel, "⏰"))
+    await bot.settle()
+    menu = emulator.message(GROUP, panel["message_id"])
+    emulator.press_button(GROUP, SECRETARY, panel["message_id"], button(menu, choice))
+    await bot.settle()
+    assert "每日推送：每天 20:00" in emulator.message(GROUP, panel["message_id"])["text"]
+
+
+async def test_the_daily_push_with_study_and_quiz(emulator, database_url) -> None:
+    clock = FrozenClock(datetime(2026, 11, 23, 2, 0, tzinfo=UTC))  # Monday 10:00 in Shanghai
+    async with BotHarness(emulator, database_url, clock=clock) as bot:
+        emulator.bot_added(GROUP, SECRETARY, status="administrator")
+        emulator.send_message(GROUP, MEMBER, "大家好")
+        emulator.send_message(MEMBER, MEMBER, "/start")
+        await bot.settle()
+        await turn_push_on(emulator, bot)
+        clock.set(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))  # 20:00
+        await bot.settle()
+        [post] = lesson_posts(emulator)
+        assert "什么是“三会一课”" in post["text"] and "来源" in post["text"]
+        [poll_call] = emulator.calls_of("sendPoll")
+        assert poll_call.params["type"] == "quiz" and poll_call.params["is_anonymous"] in (False, "false")
+
+        emulator.press_button(GROUP, MEMBER, post["message_id"], button(post, "✅ 已学"))
+        await bot.settle()
+        assert "已记录学习" in emulator.calls_of("answerCallbackQuery")[-1].params.get("text", "")
+        assert "✅ 已学 · 1" in str(emulator.message(GROUP, post["message_id"])["reply_markup"])
+        emulator.press_button(GROUP, MEMBER, post["message_id"], button(post, "✅ 已学"))
+        await bot.settle()
+        assert "已经学过" in emulator.calls_of("answerCallbackQuery")[-1].params.get("text", "")
+
+        poll_id = next(m for m in emulator.sent_messages(GROUP) if m.get("poll"))["poll"]["id"]
+        emulator.poll_answer(poll_id, MEMBER, [0])
+        await bot.settle()
+    async with BotHarness(emulator, database_url, clock=clock) as bot:  # a restart: nothing again
+        await bot.settle()
+        assert len(lesson_posts(emulator)) == 1
+        from storage.models import LessonStudy, QuizAnswer
+
+        async with bot.app.db.transaction() as session:
+            studies = list(await session.scalars(select(LessonStudy)))
+            answers = list(await session.scalars(select(QuizAnswer)))
+        assert [(row.user_id) for row in studies] == [MEMBER]
+        assert [(row.user_id, row.option, row.correct) for row in answers] == [(MEMBER, 0, True)]
+    # Down across the next evening's push, back at 21:00 (within the 2 hours): the next lesson, once.
+    clock.set(datetime(2026, 11, 24, 13, 0, tzinfo=UTC))
+    for _ in range(2):
+        async with BotHarness(emulator, database_url, clock=clock) as bot:
+            await bot.settle()
+    posts = lesson_posts(emulator)
+    assert len(posts) == 2 and "支部党员大会" in posts[1]["text"]
+
+    async with BotHarness(emulator, database_url, clock=clock) as bot:  # catching up in private
+        emulator.send_message(MEMBER, MEMBER, "/lesson")
+        await bot.settle()
+        catch_up = last(emulator, MEMBER)
+        assert "支部党员大会" in catch_up["text"]
+        emulator.press_button(MEMBER, MEMBER, catch_up["message_id"], button(catch_up, "✅ 已学"))
+        emulator.send_message(MEMBER, MEMBER, "/lesson")
+        await bot.settle()
+        assert "都学过了" in last(emulator, MEMBER)["text"]

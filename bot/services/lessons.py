@@ -5,18 +5,33 @@ it, and the report says, line by line, what to mend."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.services import chats as chat_service
 from bot.services import lesson_files
+from bot.services import outbox as outbox_service
+from bot.services import roster as roster_service
+from bot.services import schedules as schedule_service
+from bot.services.chats import GroupSettings
+from bot.services.errors import DomainError
 from bot.services.lesson_files import LessonDraft, Problem
+from bot.services.outbox import Planned
+from bot.services.timephrase import Rule
 from storage import lessons as lesson_store
-from storage.models import AuditLog, Lesson
+from storage.models import AuditLog, Lesson, LessonPush, Schedule
+
+log = logging.getLogger(__name__)
 
 SAMPLE_PACK = Path(__file__).resolve().parent.parent / "lessons" / "sample_pack.md"
+PUSH = "lesson_push"
+PUSH_DAYS = {"d": "daily", "w": "workdays"}  # every day, or China's working days
+PUSH_TIMES = ("0730", "1200", "1930", "2000", "2100")
+DEFAULT_PUSH = "d2000"  # every day at 20:00, outside work hours
 
 
 @dataclass(frozen=True)
@@ -87,3 +102,132 @@ async def library(session: AsyncSession, chat_pk: int) -> list[Lesson]:
 
 def quiz_options(lesson: Lesson) -> list[str]:
     return json.loads(lesson.quiz_options) if lesson.quiz_options else []
+
+
+# ------------------------------------------------------------------------------------------ the daily push
+
+
+def push_rule(choice: str) -> Rule:
+    """ "d2000" → every day at 20:00; "w0730" → working days at 07:30 (the offered choices only)."""
+    days, time = choice[:1], choice[1:]
+    if days not in PUSH_DAYS or time not in PUSH_TIMES:
+        raise DomainError("errors.button_expired")
+    return Rule(kind=PUSH_DAYS[days], hour=int(time[:2]), minute=int(time[2:]))
+
+
+async def set_push(
+    session: AsyncSession, chat_pk: int, actor_id: int, choice: str | None, settings: GroupSettings, now: datetime
+) -> Schedule | None:
+    """Turn the group's daily push on at a chosen rhythm and time, or off (``choice`` None)."""
+    rule = push_rule(choice) if choice is not None else None
+    schedule = await schedule_service.set_routine(session, chat_pk, PUSH, rule, settings, now)
+    detail = rule.canonical() if rule else "off"
+    session.add(AuditLog(chat_id=chat_pk, actor_id=actor_id, action="lesson_push", detail=detail))
+    await session.flush()
+    return schedule
+
+
+async def push_of(session: AsyncSession, chat_pk: int) -> Schedule | None:
+    return await schedule_service.routine_of(session, chat_pk, PUSH)
+
+
+async def _plan_push(
+    session: AsyncSession, schedule: Schedule, due_at: datetime, settings: GroupSettings, now: datetime
+) -> None:
+    """One lesson a day per group, never one it had: the post with "已学", and its quiz as a poll."""
+    day = due_at.astimezone(settings.zone).date()
+    if await lesson_store.pushed_on(session, schedule.chat_id, day) is not None:
+        return
+    lesson = await lesson_store.next_lesson(session, schedule.chat_id, day)
+    if lesson is None:
+        log.info("group %s has had every lesson of its library; nothing pushed on %s", schedule.chat_id, day)
+        return
+    push = LessonPush(chat_id=schedule.chat_id, lesson_id=lesson.id, pushed_on=day, created_at=now)
+    session.add(push)
+    await session.flush()
+    key = schedule_service.firing_key(schedule.id, due_at)
+    not_before = chat_service.quiet_hours_end(settings, now)
+    planned = [
+        Planned(
+            key=f"{key}:post",
+            kind="lesson_post",
+            args={"push_id": push.id},
+            chat_pk=push.chat_id,
+            not_before=not_before,
+        )
+    ]
+    if lesson.quiz_question:
+        planned.append(
+            Planned(
+                key=f"{key}:quiz",
+                kind="lesson_quiz",
+                args={"push_id": push.id},
+                chat_pk=push.chat_id,
+                not_before=not_before,
+            )
+        )
+    await outbox_service.plan(session, planned, now)
+
+
+async def pushed(session: AsyncSession, push_id: int) -> tuple[LessonPush, Lesson] | None:
+    return await lesson_store.push_with_lesson(session, push_id)
+
+
+async def record_posted(session: AsyncSession, push_id: int, message_id: int) -> None:
+    found = await lesson_store.push_with_lesson(session, push_id)
+    if found is not None:
+        found[0].message_id = message_id
+
+
+async def record_quiz_posted(session: AsyncSession, push_id: int, poll_id: str) -> None:
+    found = await lesson_store.push_with_lesson(session, push_id)
+    if found is not None:
+        found[0].poll_id = poll_id
+
+
+@dataclass(frozen=True)
+class Studied:
+    new: bool
+    count: int
+    lesson: Lesson
+
+
+async def study(session: AsyncSession, push_id: int, user_id: int, chat_pk: int | None, now: datetime) -> Studied:
+    """A member's "已学" (``chat_pk``: the group it was pressed in; None in private, where the member
+    must belong to the push's group)."""
+    found = await lesson_store.push_with_lesson(session, push_id)
+    if found is None or (chat_pk is not None and found[0].chat_id != chat_pk):
+        raise DomainError("errors.button_expired")
+    push, lesson = found
+    if chat_pk is None and not await roster_service.is_member(session, push.chat_id, user_id):
+        raise DomainError("lessons.not_member")
+    new = await lesson_store.add_study(session, push_id, user_id, now)
+    return Studied(new, await lesson_store.count_studies(session, push_id), lesson)
+
+
+async def studied_count(session: AsyncSession, push_id: int) -> int:
+    return await lesson_store.count_studies(session, push_id)
+
+
+async def answer_quiz(
+    session: AsyncSession, poll_id: str, user_id: int, option_ids: list[int], now: datetime
+) -> bool | None:
+    """A member's answer to a pushed quiz, recorded once; returns whether it was right (None: not one
+    of our quizzes, or a retracted vote)."""
+    found = await lesson_store.push_of_poll(session, poll_id)
+    if found is None or len(option_ids) != 1:
+        return None
+    _, lesson = found
+    correct = option_ids[0] == lesson.quiz_answer
+    await lesson_store.add_quiz_answer(session, found[0].id, user_id, option_ids[0], correct, now)
+    return correct
+
+
+async def catch_up(session: AsyncSession, user_id: int, limit: int = 5) -> list[tuple[LessonPush, Lesson]]:
+    """Lessons pushed in the member's groups that they have not marked studied, latest first."""
+    chats = await roster_service.groups_of(session, user_id)
+    return await lesson_store.unstudied_for(session, user_id, chats, limit) if chats else []
+
+
+# A push missed while the bot was down still goes out within two hours; later, the day is skipped.
+schedule_service.register_kind(PUSH, _plan_push, grace=timedelta(hours=2))

@@ -87,3 +87,8 @@ async def claim_nudge(session: AsyncSession, chat_pk: int, actor_id: int, now: d
 
 async def is_member(session: AsyncSession, chat_pk: int, user_id: int) -> bool:
     return await roster_store.is_member(session, chat_pk, user_id)
+
+
+async def groups_of(session: AsyncSession, user_id: int) -> list[int]:
+    """The groups the member is in, as far as the bot has seen."""
+    return await roster_store.groups_of(session, user_id)

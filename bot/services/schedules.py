@@ -465,6 +465,33 @@ async def lock_all(session: AsyncSession, ref: str) -> list[Schedule]:
     return await schedule_store.with_ref(session, ref)
 
 
+async def set_routine(
+    session: AsyncSession, chat_pk: int, kind: str, rule: Rule | None, settings: GroupSettings, now: datetime
+) -> Schedule | None:
+    """Set the group's one schedule of ``kind`` (its daily lesson push, say) to ``rule``, making it if
+    need be; ``None`` pauses it."""
+    await session.get(Chat, chat_pk, with_for_update=True)
+    existing = await schedule_store.of_kind_in_chat(session, chat_pk, kind)
+    schedule = existing[0] if existing else None
+    if rule is None:
+        if schedule is not None:
+            schedule.status, schedule.next_run_at, schedule.updated_at = "paused", None, now
+        await session.flush()
+        return schedule
+    if schedule is None:
+        schedule = Schedule(chat_id=chat_pk, kind=kind, ref=kind, created_at=now)
+        session.add(schedule)
+    schedule.rule, schedule.status, schedule.updated_at = rule.canonical(), "active", now
+    schedule.next_run_at = rule.next_after(now, settings.zone)
+    await session.flush()
+    return schedule
+
+
+async def routine_of(session: AsyncSession, chat_pk: int, kind: str) -> Schedule | None:
+    existing = await schedule_store.of_kind_in_chat(session, chat_pk, kind)
+    return existing[0] if existing else None
+
+
 async def drop_all(session: AsyncSession, ref: str, now: datetime) -> int:
     """Stop every schedule that belongs to ``ref`` (a meeting cancelled or moved), and what they planned
     that has not gone out yet."""
