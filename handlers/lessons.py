@@ -3,13 +3,22 @@ file that the committee member sends the bot in private, and the import report, 
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import SendMessage, SendPoll, TelegramMethod
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, PollAnswer
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputPollOption,
+    Message,
+    PollAnswer,
+    ReplyParameters,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.context import RequestContext
@@ -98,11 +107,9 @@ def post_text(t: Translator, lesson) -> str:
     return t("lessons.post", title=quote(lesson.title), body=quote(lesson.body), source=quote(lesson.source))
 
 
-def study_keyboard(t: Translator, push_id: int, count: int | None) -> InlineKeyboardMarkup:
-    text = t("lessons.studied_button") + (f" · {count}" if count is not None else "")
-    return InlineKeyboardMarkup(
-        inline_keyboard=[[InlineKeyboardButton(text=text, callback_data=StudyButton(push_id=push_id).pack())]]
-    )
+def study_keyboard(t: Translator, push_id: int) -> InlineKeyboardMarkup:
+    button = InlineKeyboardButton(text=t("lessons.studied_button"), callback_data=StudyButton(push_id=push_id).pack())
+    return InlineKeyboardMarkup(inline_keyboard=[[button]])
 
 
 def problem_line(t: Translator, problem: Problem) -> str:
@@ -237,13 +244,12 @@ async def render_post(session: AsyncSession, envelope: Envelope) -> TelegramMeth
         return None
     push, lesson = found
     t = envelope.t
-    return SendMessage(
-        chat_id=envelope.recipient, text=post_text(t, lesson), reply_markup=study_keyboard(t, push.id, 0)
-    )
+    return SendMessage(chat_id=envelope.recipient, text=post_text(t, lesson), reply_markup=study_keyboard(t, push.id))
 
 
 async def posted(session: AsyncSession, envelope: Envelope, message) -> list[TelegramMethod]:
-    await lesson_service.record_posted(session, envelope.args["push_id"], message.message_id)
+    now = message.date if message.date.tzinfo else message.date.replace(tzinfo=UTC)
+    await lesson_service.record_posted(session, envelope.args["push_id"], message.message_id, envelope.key, now)
     return []
 
 
@@ -255,10 +261,12 @@ async def render_quiz(session: AsyncSession, envelope: Envelope) -> TelegramMeth
     return SendPoll(
         chat_id=envelope.recipient,
         question=lesson.quiz_question,
-        options=lesson_service.quiz_options(lesson),
+        question_parse_mode=None,  # plain text: a "<" in a question must not be read as markup
+        options=[InputPollOption(text=option, text_parse_mode=None) for option in lesson_service.quiz_options(lesson)],
         type="quiz",
         correct_option_id=lesson.quiz_answer,
         is_anonymous=False,  # so that each member's answer reaches the bot
+        reply_parameters=ReplyParameters(message_id=found[0].message_id, allow_sending_without_reply=True),
     )
 
 
@@ -277,12 +285,9 @@ async def study_button(callback: CallbackQuery, callback_data: StudyButton, ctx:
     except DomainError as error:
         refuse_callback_error(ctx, callback, error)
         return
-    if result.new and chat_pk is not None and callback.message is not None:
-        # The count on the post; a study tap is rare enough a minute not to need batching like notices.
-        ctx.replies.add(
-            callback.message.edit_reply_markup(reply_markup=study_keyboard(ctx.t, callback_data.push_id, result.count))
-        )
-    elif result.new and callback.message is not None:
+    # The group's post is not edited per tap (dozens of taps after a push would spend the group's 20
+    # messages a minute); a private copy loses its button once used.
+    if result.new and chat_pk is None and callback.message is not None:
         ctx.replies.add(callback.message.edit_reply_markup(reply_markup=None))
     ctx.replies.add(callback.answer(ctx.t("lessons.studied" if result.new else "lessons.studied_already")))
 
@@ -302,7 +307,7 @@ async def lesson_command(message: Message, ctx: RequestContext) -> None:
         ctx.replies.add(message.answer(ctx.t("lessons.all_caught_up")))
         return
     push, lesson = rows[0]
-    ctx.replies.add(message.answer(post_text(ctx.t, lesson), reply_markup=study_keyboard(ctx.t, push.id, None)))
+    ctx.replies.add(message.answer(post_text(ctx.t, lesson), reply_markup=study_keyboard(ctx.t, push.id)))
 
 
 def build_router() -> Router:

@@ -54,7 +54,10 @@ async def next_lesson(session: AsyncSession, chat_pk: int, day: date) -> Lesson 
             Lesson.id.not_in(pushed),
             Lesson.push_on.is_(None) | (Lesson.push_on <= day),
         )
-        .order_by((Lesson.push_on == day).desc(), Lesson.chat_id.is_(None), Lesson.position, Lesson.id)
+        # coalesce: an undated lesson compares as NULL, which PostgreSQL would sort first
+        .order_by(
+            func.coalesce(Lesson.push_on == day, False).desc(), Lesson.chat_id.is_(None), Lesson.position, Lesson.id
+        )
         .limit(1)
     )
     return result.scalar_one_or_none()
@@ -116,3 +119,12 @@ async def unstudied_for(
         .limit(limit)
     )
     return [(push, lesson) for push, lesson in result.all()]
+
+
+async def lock_pack(session: AsyncSession) -> None:
+    """Two processes starting at once must not both load the sample pack (PostgreSQL; SQLite's write
+    transactions are serial already)."""
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        await session.execute(text("SELECT pg_advisory_xact_lock(7001)"))

@@ -189,3 +189,69 @@ async def test_an_import_is_all_or_nothing_and_follows_the_library(db) -> None:
     assert [lesson.title for lesson in library[:2]] == ['什么是"三会一课"', "亮身份"]  # the group's own first
     assert lesson_service.quiz_options(library[0]) == ["党课", "业务培训", "读书会"] and library[0].quiz_answer == 0
     assert all(lesson.chat_id is None for lesson in library[2:]) and len(library) >= 16
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly() -> None:
+    import time
+
+    levels = ["- title: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    names = "abcdefgh"
+    for previous, name in zip(names, names[1:], strict=False):
+        levels.append(f"  {name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    levels += ["  body: *h", "  source: 来源"]
+    started = time.monotonic()
+    parsed = parse_file("bomb.yaml", "\n".join(levels).encode())
+    assert time.monotonic() - started < 1.0
+    assert [problem.key for problem in parsed.problems] == ["lessons.bad_yaml"] and not parsed.lessons  # no aliases
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("a.md", "---\ntitle: 课\nsource: 来源\ndate: 2026-02-30\n---\n正文"),
+        ("a.yaml", "- {title: 课, body: 正文, source: 来源, quiz: {question: 问, options: 3, answer: ²}}"),
+        ("a.yaml", "lessons: []\nlessons: [{title: 课}]"),
+        ("a.yaml", "[" * 2000),
+        ("a.csv", "title,body,source\n好课," + "长" * 150_000 + ",来源\n"),
+        ("a.yaml", "- title: !!timestamp x\n  body: b\n  source: s"),
+    ],
+)
+def test_malformed_files_get_a_report_not_a_crash(name: str, text: str) -> None:
+    parsed = parse_file(name, text.encode())
+    assert not parsed.ok and parsed.problems
+
+
+def test_old_mac_line_endings_read() -> None:
+    assert parse_file("a.csv", "title,body,source\r好课,正文,来源\r".encode()).ok
+
+
+def test_a_comma_in_an_unquoted_csv_cell_is_reported() -> None:
+    parsed = parse_file("a.csv", "title,body,source\n好课,第一点,第二点,《条例》\n".encode())
+    assert [(problem.line, problem.key) for problem in parsed.problems] == [(2, "lessons.csv_extra_cells")]
+
+
+async def test_a_lesson_dated_today_comes_first_and_none_comes_twice(db) -> None:
+    from datetime import UTC, datetime
+
+    from bot.services import lessons as lesson_service
+    from storage import lessons as lesson_store
+    from storage.models import Chat, LessonPush
+
+    now = datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
+    dated = (
+        "---\ntitle: 今天的课\nsource: 来源\ndate: 2026-12-01\n---\n正文\n"
+        "---\ntitle: 平常的课\nsource: 来源\n---\n正文\n"
+    )
+    async with db.transaction() as session:
+        chat = Chat(telegram_id=-100778, type="supergroup", title="第二党支部")
+        session.add(chat)
+        await session.flush()
+        await lesson_service.import_file(session, chat.id, 2001, "a.md", dated.encode(), now)
+        first = await lesson_store.next_lesson(session, chat.id, date(2026, 11, 30))
+        assert first.title == "平常的课"  # the dated one waits for its day
+        on_the_day = await lesson_store.next_lesson(session, chat.id, date(2026, 12, 1))
+        assert on_the_day.title == "今天的课"  # and on its day goes before the undated
+        session.add(LessonPush(chat_id=chat.id, lesson_id=on_the_day.id, pushed_on=date(2026, 12, 1)))
+        await session.flush()
+        following = await lesson_store.next_lesson(session, chat.id, date(2026, 12, 2))
+        assert following.title == "平常的课"

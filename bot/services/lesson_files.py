@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -68,7 +69,34 @@ FIELD_NAMES = {
     "quiz": "quiz",
     "测验": "quiz",
 }
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as lesson files need it: no aliases (a few hundred bytes of them can expand into gigabytes),
+    and no guessing of types: "yes", "1.50" and "2026-02-30" stay text, checked as such."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases are not allowed", self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:null")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader, with less
+
+
+def _compose(text: str) -> Any:
+    return yaml.compose(text, Loader=_Loader)
+
+
 _OPTION_COLUMN = re.compile(r"^(?:option_?|选项)\s*([a-j])$", re.IGNORECASE)
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a cell may be as large as the file allows
 _LIST_SEPARATORS = re.compile(r"[|｜]")
 _TAG_SEPARATORS = re.compile(r"[,，、;；]")
 
@@ -130,7 +158,11 @@ def parse_file(filename: str, data: bytes) -> Parsed:
     text = _decode(data, kind)
     problems: list[Problem] = []
     reader = {"markdown": _markdown_entries, "yaml": _yaml_entries, "csv": _csv_entries}[kind]
-    entries = reader(text, problems)
+    try:
+        entries = reader(text, problems)
+    except Exception:  # noqa: BLE001
+        # Whatever else a malformed file trips on, it is the file's fault: say so, do not fail.
+        return Parsed([], [Problem(1, f"lessons.unreadable_{kind}")])
     if not entries and not problems:
         problems.append(Problem(1, "lessons.empty"))
     if len(entries) > MAX_LESSONS:
@@ -138,7 +170,11 @@ def parse_file(filename: str, data: bytes) -> Parsed:
         entries = entries[:MAX_LESSONS]
     lessons, titles = [], {}
     for line, raw in entries:
-        draft = _draft(line, raw, problems)
+        try:
+            draft = _draft(line, raw, problems)
+        except Exception:  # noqa: BLE001 - an entry of an unexpected shape is the file's fault
+            problems.append(Problem(line, "lessons.bad_entry"))
+            continue
         if draft is None:
             continue
         if draft.title in titles:
@@ -169,8 +205,8 @@ def _markdown_entries(text: str, problems: list[Problem]) -> list[tuple[int, dic
             break
         following = next((i for i in range(end + 1, len(lines)) if lines[i].strip() == "---"), len(lines))
         try:
-            meta = yaml.safe_load("\n".join(lines[start + 1 : end])) or {}
-        except yaml.YAMLError as error:
+            meta = _load("\n".join(lines[start + 1 : end])) or {}
+        except Exception as error:  # noqa: BLE001 - PyYAML raises more than YAMLError on malformed tags
             mark = getattr(error, "problem_mark", None)
             problems.append(Problem(start + 2 + (mark.line if mark else 0), "lessons.bad_yaml"))
             index = following
@@ -185,16 +221,16 @@ def _markdown_entries(text: str, problems: list[Problem]) -> list[tuple[int, dic
 
 def _yaml_entries(text: str, problems: list[Problem]) -> list[tuple[int, dict]]:
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
+        root = _compose(text)
+        data = _load(text)
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as error:
         mark = getattr(error, "problem_mark", None)
         problems.append(Problem((mark.line + 1) if mark else 1, "lessons.bad_yaml"))
         return []
     if isinstance(data, dict) and "lessons" in data and isinstance(root, yaml.MappingNode):
         data = data["lessons"]
-        root = next(value for key, value in root.value if key.value == "lessons")
-    if not isinstance(data, list) or not isinstance(root, yaml.SequenceNode):
+        root = next((value for key, value in root.value if key.value == "lessons"), None)
+    if not isinstance(data, list) or not isinstance(root, yaml.SequenceNode) or len(root.value) != len(data):
         problems.append(Problem(1, "lessons.yaml_not_list"))
         return []
     entries = []
@@ -208,7 +244,7 @@ def _yaml_entries(text: str, problems: list[Problem]) -> list[tuple[int, dict]]:
 
 
 def _csv_entries(text: str, problems: list[Problem]) -> list[tuple[int, dict]]:
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except StopIteration:
@@ -223,7 +259,9 @@ def _csv_entries(text: str, problems: list[Problem]) -> list[tuple[int, dict]]:
         return []
     entries, line = [], reader.line_num + 1
     for row in reader:
-        if any(cell.strip() for cell in row):
+        if len(row) > len(columns) and any(cell.strip() for cell in row[len(columns) :]):
+            problems.append(Problem(line, "lessons.csv_extra_cells"))  # a comma in a cell that was not quoted
+        elif any(cell.strip() for cell in row):
             raw: dict[str, Any] = {}
             lettered = []
             for column, cell in zip(columns, row, strict=False):
@@ -248,8 +286,30 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
+_SCALARS = (str, int, float, date)
+
+
+def _flat(value: Any) -> bool:
+    """A scalar, or a list of scalars: all a lesson's fields may be. (YAML aliases can nest a small
+    file into an enormous structure; it is refused before anything turns it into text.)"""
+    return (
+        value is None
+        or isinstance(value, _SCALARS)
+        or (isinstance(value, list) and len(value) <= 50 and all(isinstance(item, _SCALARS) for item in value))
+    )
+
+
 def _draft(line: int, raw: dict, problems: list[Problem]) -> LessonDraft | None:
     fields = {FIELD_NAMES.get(str(key).strip().lower(), str(key)): value for key, value in raw.items()}
+    quiz = fields.get("quiz")
+    known = [value for name, value in fields.items() if name in FIELD_NAMES.values() and name != "quiz"]
+    if isinstance(quiz, dict):
+        known += list(quiz.values())
+    elif quiz is not None:
+        known.append(quiz)
+    if not all(_flat(value) for value in known):
+        problems.append(Problem(line, "lessons.bad_entry"))
+        return None
     found: list[Problem] = []
 
     def bounded(name: str, limit: int) -> str:
@@ -309,6 +369,8 @@ def _quiz(
     question = _text(question)
     if isinstance(options, str):
         options = [part for part in _LIST_SEPARATORS.split(options) if part.strip()]
+    elif options is not None and not isinstance(options, list):
+        options = [options]
     options = tuple(_text(option) for option in options or () if _text(option))
     answer = _text(answer)
     if not question:
@@ -340,6 +402,6 @@ def _answer_index(answer: str, options: tuple[str, ...]) -> int | None:
         return options.index(answer)
     if len(answer) == 1 and answer.upper() in "ABCDEFGHIJ"[: len(options)]:
         return "ABCDEFGHIJ".index(answer.upper())
-    if answer.isdigit() and 1 <= int(answer) <= len(options):
+    if answer.isascii() and answer.isdigit() and 1 <= int(answer) <= len(options):
         return int(answer) - 1
     return None

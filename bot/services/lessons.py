@@ -86,6 +86,7 @@ async def import_file(
 
 async def ensure_sample_pack(session: AsyncSession, now: datetime) -> int:
     """Load the bundled sample pack once, as lessons of no group; returns how many were added."""
+    await lesson_store.lock_pack(session)
     if await lesson_store.count_pack(session):
         return 0
     parsed = lesson_files.parse_file(SAMPLE_PACK.name, SAMPLE_PACK.read_bytes())
@@ -121,6 +122,8 @@ async def set_push(
     """Turn the group's daily push on at a chosen rhythm and time, or off (``choice`` None)."""
     rule = push_rule(choice) if choice is not None else None
     schedule = await schedule_service.set_routine(session, chat_pk, PUSH, rule, settings, now)
+    if rule is None and schedule is not None:  # a post still waiting out quiet hours does not go either
+        await outbox_service.cancel_all(session, schedule_service.firing_key_prefix(schedule.id))
     detail = rule.canonical() if rule else "off"
     session.add(AuditLog(chat_id=chat_pk, actor_id=actor_id, action="lesson_push", detail=detail))
     await session.flush()
@@ -147,36 +150,32 @@ async def _plan_push(
     await session.flush()
     key = schedule_service.firing_key(schedule.id, due_at)
     not_before = chat_service.quiet_hours_end(settings, now)
-    planned = [
-        Planned(
-            key=f"{key}:post",
-            kind="lesson_post",
-            args={"push_id": push.id},
-            chat_pk=push.chat_id,
-            not_before=not_before,
-        )
-    ]
-    if lesson.quiz_question:
-        planned.append(
-            Planned(
-                key=f"{key}:quiz",
-                kind="lesson_quiz",
-                args={"push_id": push.id},
-                chat_pk=push.chat_id,
-                not_before=not_before,
-            )
-        )
-    await outbox_service.plan(session, planned, now)
+    # The quiz, if any, is planned once the post is out (``record_posted``), so it never comes first.
+    post = Planned(
+        key=f"{key}:post", kind="lesson_post", args={"push_id": push.id}, chat_pk=push.chat_id, not_before=not_before
+    )
+    await outbox_service.plan(session, [post], now)
 
 
 async def pushed(session: AsyncSession, push_id: int) -> tuple[LessonPush, Lesson] | None:
     return await lesson_store.push_with_lesson(session, push_id)
 
 
-async def record_posted(session: AsyncSession, push_id: int, message_id: int) -> None:
+async def record_posted(session: AsyncSession, push_id: int, message_id: int, post_key: str, now: datetime) -> None:
+    """The post is out: remember it, and plan its quiz (keyed after the post, so once)."""
     found = await lesson_store.push_with_lesson(session, push_id)
-    if found is not None:
-        found[0].message_id = message_id
+    if found is None:
+        return
+    push, lesson = found
+    push.message_id = message_id
+    if lesson.quiz_question:
+        quiz = Planned(
+            key=post_key.removesuffix(":post") + ":quiz",
+            kind="lesson_quiz",
+            args={"push_id": push.id},
+            chat_pk=push.chat_id,
+        )
+        await outbox_service.plan(session, [quiz], now)
 
 
 async def record_quiz_posted(session: AsyncSession, push_id: int, poll_id: str) -> None:
