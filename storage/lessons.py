@@ -128,3 +128,18 @@ async def lock_pack(session: AsyncSession) -> None:
         from sqlalchemy import text
 
         await session.execute(text("SELECT pg_advisory_xact_lock(7001)"))
+
+
+async def of_user(session: AsyncSession, user_id: int) -> list[tuple[LessonPush, Lesson, object, bool | None]]:
+    """Every push the member studied or answered the quiz of: (push, lesson, studied_at, correct)."""
+    studied = select(LessonStudy.push_id, LessonStudy.studied_at).where(LessonStudy.user_id == user_id).subquery()
+    answered = select(QuizAnswer.push_id, QuizAnswer.correct).where(QuizAnswer.user_id == user_id).subquery()
+    result = await session.execute(
+        select(LessonPush, Lesson, studied.c.studied_at, answered.c.correct)
+        .join(Lesson, Lesson.id == LessonPush.lesson_id)
+        .outerjoin(studied, studied.c.push_id == LessonPush.id)
+        .outerjoin(answered, answered.c.push_id == LessonPush.id)
+        .where((studied.c.push_id.is_not(None)) | (answered.c.push_id.is_not(None)))
+        .order_by(LessonPush.pushed_on, LessonPush.id)
+    )
+    return [tuple(row) for row in result.all()]

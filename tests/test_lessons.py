@@ -3,6 +3,7 @@ line-by-line report; nothing saved from a broken file."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -174,3 +175,12 @@ async def test_the_daily_push_with_study_and_quiz(emulator, database_url) -> Non
         emulator.send_message(MEMBER, MEMBER, "/lesson")
         await bot.settle()
         assert "都学过了" in last(emulator, MEMBER)["text"]
+
+        emulator.send_message(MEMBER, MEMBER, "/mydata")  # what the member studied and answered is theirs
+        await bot.settle()
+        [(_, content)] = emulator.calls_of("sendDocument", chat_id=MEMBER)[-1].files.values()
+        exported = json.loads(content)["lessons"]
+        assert [(row["lesson"], row["quiz_correct"]) for row in exported] == [
+            ("什么是“三会一课”", True),
+            ("支部党员大会开什么、多久开一次", None),
+        ]

@@ -228,5 +228,18 @@ async def catch_up(session: AsyncSession, user_id: int, limit: int = 5) -> list[
     return await lesson_store.unstudied_for(session, user_id, chats, limit) if chats else []
 
 
+async def of_user(session: AsyncSession, user_id: int) -> list[dict]:
+    """For /mydata: the lessons the member marked studied, and their quiz answers."""
+    return [
+        {
+            "lesson": lesson.title,
+            "pushed_on": push.pushed_on.isoformat(),
+            "studied_at": studied_at.isoformat() if studied_at else None,
+            "quiz_correct": correct,
+        }
+        for push, lesson, studied_at, correct in await lesson_store.of_user(session, user_id)
+    ]
+
+
 # A push missed while the bot was down still goes out within two hours; later, the day is skipped.
 schedule_service.register_kind(PUSH, _plan_push, grace=timedelta(hours=2))

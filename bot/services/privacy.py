@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.services import lessons as lesson_service
 from bot.services import meetings as meeting_service
 from bot.services import notices as notice_service
 from storage import people as people_store
@@ -76,6 +77,7 @@ async def export_user_data(session: AsyncSession, user_id: int) -> dict[str, Any
         "form_in_progress": None if draft is None else {"step": draft.step, "answers": draft.data},
         "notices_confirmed": await notice_service.acknowledgements_of(session, user_id),
         "meetings": await meeting_service.of_user(session, user_id),
+        "lessons": await lesson_service.of_user(session, user_id),
         "actions": [
             {"action": entry.action, "detail": entry.detail, "at": _plain(entry.created_at)}
             for (entry,) in rows["actions"]
