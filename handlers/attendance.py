@@ -24,6 +24,7 @@ from bot.services import people as people_service
 from bot.services.errors import DomainError
 from handlers import meetings as meeting_view
 from handlers.common import explain, quote, refuse_callback, refuse_callback_error, require_group_committee_callback
+from handlers.timephrases import when_text
 from storage.models import Meeting
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def summary_text(t: Translator, presence: attendance_service.Attendance, setting
                 "meetings.summary_title",
                 kind=meeting_view.kind_name(t, meeting.kind),
                 title=quote(meeting.title),
-                time=meeting_view.when_text(t, meeting.starts_at, settings),
+                time=when_text(t, meeting.starts_at, settings),
             ),
             t("meetings.summary_counts", **meeting_view.summary_figures(presence)),
             t("meetings.summary_hint"),
@@ -101,7 +102,7 @@ def makeup_method(t: Translator, chat_id: int, meeting: Meeting, reason: str, se
         reason=t(f"meetings.makeup_reason_{reason}"),
         group=quote(group),
         title=quote(meeting.title),
-        time=meeting_view.when_text(t, meeting.starts_at, settings),
+        time=when_text(t, meeting.starts_at, settings),
     )
     keyboard = InlineKeyboardMarkup(
         inline_keyboard=[

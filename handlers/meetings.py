@@ -10,7 +10,7 @@ detail as "#m<id>:<step>"; each reply is checked like any request.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from aiogram import Bot, F, Router
@@ -47,6 +47,7 @@ from handlers.common import (
     require_group_committee_callback,
 )
 from handlers.start import awaited_input, deep_link
+from handlers.timephrases import when_text
 from storage.models import Meeting
 
 if TYPE_CHECKING:
@@ -91,11 +92,6 @@ class LeaveButton(CallbackData, prefix="mtl"):
 
 
 # ------------------------------------------------------------------------------------------ rendering
-
-
-def when_text(t: Translator, moment: datetime, settings: GroupSettings) -> str:
-    local = moment.astimezone(settings.zone)
-    return f"{local:%Y-%m-%d} {t(f'timephrase.weekday_short_{local.weekday()}')} {local:%H:%M}"
 
 
 def kind_name(t: Translator, kind: str) -> str:

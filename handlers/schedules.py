@@ -8,7 +8,6 @@ prompt; the prompt names the draft or schedule as "#<id>", and the reply is chec
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from aiogram import F, Router
@@ -32,7 +31,7 @@ from handlers.common import (
     require_committee_message,
     require_group_committee_callback,
 )
-from handlers.timephrases import describe
+from handlers.timephrases import describe, when_text
 from storage.models import Schedule
 
 if TYPE_CHECKING:
@@ -75,11 +74,6 @@ class GuideButton(CallbackData, prefix="scg"):
 # ------------------------------------------------------------------------------------------ rendering
 
 
-def _local(moment: datetime, settings: GroupSettings, t: Translator) -> str:
-    local = moment.astimezone(settings.zone)
-    return f"{local:%Y-%m-%d} {t(f'timephrase.weekday_short_{local.weekday()}')} {local:%H:%M}"
-
-
 def _snippet(text: str, length: int = TEXT_SHOWN) -> str:
     return quote(text if len(text) <= length else text[:length] + "…")
 
@@ -90,7 +84,7 @@ def preview_view(t: Translator, preview: schedule_service.Preview, settings: Gro
         t("schedules.preview_title" if schedule.replaces_id is None else "schedules.preview_edit_title"),
         t("schedules.rule_line", rule=quote(describe(preview.rule, t)), zone=settings.timezone),
         t("schedules.next_runs"),
-        *(f"· {_local(run, settings, t)}" for run in preview.runs),
+        *(f"· {when_text(t, run, settings)}" for run in preview.runs),
     ]
     if preview.workday_fallback:
         year = max(run.astimezone(settings.zone).year for run in preview.runs)
@@ -132,7 +126,9 @@ def list_view(t: Translator, schedules: list[Schedule], settings: GroupSettings)
         if schedule.status == "paused":
             lines.append(t("schedules.list_paused", n=index, rule=rule))
         else:
-            lines.append(t("schedules.list_item", n=index, rule=rule, next=_local(schedule.next_run_at, settings, t)))
+            lines.append(
+                t("schedules.list_item", n=index, rule=rule, next=when_text(t, schedule.next_run_at, settings))
+            )
         lines.append("   " + _snippet(schedule.text))
         buttons.append(
             InlineKeyboardButton(
@@ -155,7 +151,7 @@ def panel_view(t: Translator, schedule: Schedule, settings: GroupSettings):
         t("schedules.status_paused" if paused else "schedules.status_active"),
     ]
     if schedule.next_run_at is not None:
-        lines.append(t("schedules.next_line", time=_local(schedule.next_run_at, settings, t)))
+        lines.append(t("schedules.next_line", time=when_text(t, schedule.next_run_at, settings)))
     lines.append(t("schedules.ack_yes" if schedule.with_ack else "schedules.ack_no"))
     lines += ["", _snippet(schedule.text, PANEL_TEXT_SHOWN)]  # a panel is edited in place: stay far below 4096
     sid = schedule.id

@@ -3,7 +3,10 @@ explained — what was understood, what was not, and how one could be written.""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bot.i18n import Translator
+from bot.services.chats import GroupSettings
 from bot.services.timephrase import PhraseError, Rule
 from handlers.common import quote, sentence_of
 
@@ -73,3 +76,9 @@ def explain_failure(error: PhraseError, t: Translator) -> str:
         lines.append(t("timephrase.leftover", text=quote(error.leftover)))
     lines.append(t("timephrase.examples"))
     return "\n".join(lines)
+
+
+def when_text(t: Translator, moment: datetime, settings: GroupSettings) -> str:
+    """A moment as the group reads it: "2026-11-25 周三 19:30" in its time zone."""
+    local = moment.astimezone(settings.zone)
+    return f"{local:%Y-%m-%d} {t(f'timephrase.weekday_short_{local.weekday()}')} {local:%H:%M}"
