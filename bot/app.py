@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.delivery import Delivery, RateLimiter
 from bot.i18n import SUPPORTED_LANGUAGES, Translator
 from bot.meeting_updates import MeetingUpdates
-from bot.middlewares import ContextMiddleware, InFlight, RosterKeeper, UpdateTransactionMiddleware
+from bot.middlewares import ClaimBatcher, ContextMiddleware, InFlight, RosterKeeper, UpdateTransactionMiddleware
 from bot.notice_updates import NoticeUpdates
 from bot.outbox import OutboxKind, OutboxWorker
 from bot.scheduler import Scheduler
@@ -33,14 +33,20 @@ from bot.services import chats as chat_service
 from bot.services import lessons as lesson_service
 from bot.services import meetings as meeting_service
 from bot.services import people as people_service
+from bot.services import points as points_service
+from bot.services import reports as report_service
 from bot.services import schedules as schedule_service
 from bot.services.clock import Clock, SystemClock
 from bot.services.maintenance import prune_processed_updates
 from bot.services.roles import Role
+from bot.throttle import FloodGuard, ThrottleMiddleware
 from handlers import build_root_router, writing_buttons
 from handlers import compliance as compliance_view
 from handlers import lessons as lesson_view
+from handlers import ranking as ranking_view
+from handlers import reports as report_view
 from handlers import schedules as schedule_view
+from storage import lessons as lesson_store
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -108,6 +114,7 @@ class Application:
         """What runs beside the updates: the outbox, live notice counts, the schedule timer, housekeeping."""
         await self.outbox.start()
         await self.notice_updates.resume()
+        await self.meeting_updates.resume()
         await self.scheduler.start()
         self._housekeeping = asyncio.create_task(housekeeping(self))
 
@@ -161,9 +168,23 @@ def build_dispatcher(
         notice_updates=notice_updates,
         meeting_updates=meeting_updates,
     )
+    claims = ClaimBatcher(db)
+    # First of all: a flooding user's updates are dropped before they cost a transaction.
+    guard = FloodGuard(clock, burst=settings.throttle_burst, per_minute=settings.throttle_per_minute)
+    dispatcher.update.outer_middleware(
+        ThrottleMiddleware(
+            guard,
+            db=db,
+            claims=claims,
+            delivery=delivery,
+            in_flight=in_flight,
+            superusers=settings.superuser_ids,
+            default_language=settings.default_language,
+        )
+    )
     dispatcher.update.outer_middleware(
         UpdateTransactionMiddleware(
-            db, delivery, in_flight, settings.default_language, writing_buttons=writing_buttons()
+            db, delivery, in_flight, settings.default_language, writing_buttons=writing_buttons(), claims=claims
         )
     )
     dispatcher.update.outer_middleware(
@@ -188,6 +209,7 @@ def build_application(settings: Settings, *, clock: Clock | None = None) -> Appl
     delivery = build_delivery(bot, db, settings)
     in_flight = InFlight()
     defaults = {"default_language": settings.default_language, "default_timezone": settings.timezone}
+    lesson_store.default_language = settings.default_language  # whose sample pack a group without a language gets
     notice_updates = NoticeUpdates(db, delivery, clock, **defaults)
     meeting_updates = MeetingUpdates(db, delivery, clock, **defaults)
     kinds = {
@@ -197,6 +219,9 @@ def build_application(settings: Settings, *, clock: Clock | None = None) -> Appl
         attendance_service.COMPLIANCE: OutboxKind(compliance_view.render_compliance),
         "lesson_post": OutboxKind(lesson_view.render_post, on_sent=lesson_view.posted),
         "lesson_quiz": OutboxKind(lesson_view.render_quiz, on_sent=lesson_view.quiz_posted),
+        lesson_service.EXHAUSTED: OutboxKind(lesson_view.render_exhausted),
+        points_service.BOARD_POST: OutboxKind(ranking_view.render_board),
+        report_service.MONTHLY: OutboxKind(report_view.render_monthly),
     }
     outbox = OutboxWorker(db, delivery, clock, kinds, **defaults)
     # The timer follows the real clock; with a clock under a test's control, the test runs what is due.
@@ -247,17 +272,16 @@ async def housekeeping(app: Application) -> None:
                 pruned = await prune_processed_updates(session, app.clock.now())
                 drafts = await schedule_service.forget_stale_drafts(session, app.clock.now())
                 drafts += await meeting_service.forget_stale_drafts(session, app.clock.now())
-                checks = await attendance_service.ensure_compliance_checks(
-                    session,
-                    app.clock.now(),
-                    default_language=app.settings.default_language,
-                    default_timezone=app.settings.timezone,
-                )
+                defaults = {
+                    "default_language": app.settings.default_language,
+                    "default_timezone": app.settings.timezone,
+                }
+                routines = await schedule_service.ensure_routines_everywhere(session, app.clock.now(), **defaults)
             log.info(
-                "housekeeping: forgot %s old update ids and %s stale drafts; %s groups got their meeting check",
+                "housekeeping: forgot %s old update ids and %s stale drafts; made %s routine schedules",
                 pruned,
                 drafts,
-                checks,
+                routines,
             )
         except Exception:
             log.exception("housekeeping failed")

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     private_messages_per_second: float = 1.0
     # Updates handled at once by polling; bounds memory under bursts.
     max_concurrent_updates: int = 64
+    # Commands, answers to the bot and button presses per user: this many at once, then this many a
+    # minute. Well above what a person taps (a form, a 代签 round), well below a script.
+    throttle_burst: int = Field(default=20, ge=1)
+    throttle_per_minute: float = Field(default=30.0, gt=0)
 
     @field_validator("superuser_ids", mode="before")
     @classmethod

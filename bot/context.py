@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.caches import TableCache
 from bot.delivery import Replies
 from bot.i18n import Translator
-from bot.services.chats import ChatInfo, GroupSettings
+from bot.services.chats import Chat, ChatInfo, GroupSettings, settings_of
 from bot.services.clock import Clock
 from bot.services.people import Person
 from bot.services.roles import Role, role_in_chat, roles_in_chat
@@ -26,7 +26,14 @@ class RequestContext:
     group_settings: GroupSettings
     superusers: frozenset[int]
     role_cache: TableCache = field(repr=False)
+    defaults: tuple[str, str] = ("zh", "Asia/Shanghai")  # the deployment's language and time zone
     _role: Role | None = field(default=None, repr=False)
+
+    def settings_of(self, chat: Chat | ChatInfo | None) -> GroupSettings:
+        """Another group's settings (the one a private button or a meeting belongs to), where the group
+        has none of its own falling back to the deployment's, not to the chat this update came from."""
+        language, timezone = self.defaults
+        return settings_of(chat, default_language=language, default_timezone=timezone)
 
     async def role(self) -> Role:
         if self._role is None:

@@ -141,6 +141,17 @@ FORBIDDEN = "forbidden"  # the bot was removed from the group, or the user block
 REFUSED = "refused"  # Telegram said no (400): sending it again would not help
 GAVE_UP = "gave_up"  # server errors or no connection, attempt after attempt: may work later
 SKIPPED = "skipped"  # ``before_send`` said not to send
+UNKNOWN = "unknown"  # the request may have reached Telegram but no answer came: sending again could double it
+
+# What posts a new message: sent twice, it shows twice. Edits and answers may simply be repeated.
+POSTING_METHODS = (SendMessage, SendDocument, SendPhoto, SendPoll, CopyMessage, ForwardMessage)
+
+
+def maybe_delivered(error: TelegramNetworkError) -> bool:
+    """Whether a failed request may still have reached Telegram. aiogram names the aiohttp error first;
+    only a connection never made (refused, no route) is sure not to have; a dropped connection or a
+    timeout after the request went out is not."""
+    return not error.message.startswith("ClientConnectorError")
 
 
 @dataclass(frozen=True)
@@ -242,7 +253,14 @@ class Delivery:
                     return Outcome()
                 log.error("Telegram refused %s to %s: %s", method.__api_method__, chat_id, error.message)
                 return Outcome(failure=REFUSED, detail=error.message)
-            except (TelegramServerError, TelegramNetworkError, TelegramAPIError) as error:
+            except TelegramNetworkError as error:
+                if isinstance(method, POSTING_METHODS) and maybe_delivered(error):
+                    log.warning("%s to %s: no answer (%s); not sent again", method.__api_method__, chat_id, error)
+                    return Outcome(failure=UNKNOWN, detail=error.message)
+                log.warning("attempt %s of %s failed: %s", attempt, method.__api_method__, error)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+            except (TelegramServerError, TelegramAPIError) as error:
                 # A 429 without parameters arrives as a plain TelegramAPIError: back off as for 5xx.
                 log.warning("attempt %s of %s failed: %s", attempt, method.__api_method__, error)
                 await asyncio.sleep(backoff)

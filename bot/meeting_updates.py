@@ -45,6 +45,13 @@ class MeetingUpdates:
             "meeting_makeup": OutboxKind(attendance_view.render_makeup),
         }
 
+    async def resume(self) -> None:
+        """After a start: correct the counts that a restart left stale (the edit was still to come)."""
+        async with self.db.transaction(read_only=True) as session:
+            stale = await meeting_service.stale_counts(session)
+        for meeting_id in stale:
+            self.counts.mark(meeting_id)
+
     async def flush(self) -> None:
         await self.counts.flush()
 

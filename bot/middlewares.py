@@ -138,11 +138,13 @@ class UpdateTransactionMiddleware(BaseMiddleware):
         in_flight: InFlight,
         default_language: str,
         writing_buttons: frozenset[str] = frozenset(),
+        claims: ClaimBatcher | None = None,
     ) -> None:
         # Buttons (callback data prefixes) whose press always records something: no read attempt first.
         self.writing_buttons = writing_buttons
         self.chat_order = KeyedLock()
-        self.claims = ClaimBatcher(db)
+        # Shared with the flood guard, whose dropped updates are recorded in the same batches.
+        self.claims = claims or ClaimBatcher(db)
         self.db = db
         self.delivery = delivery
         self.in_flight = in_flight
@@ -386,6 +388,7 @@ class ContextMiddleware(BaseMiddleware):
             group_settings=settings,
             superusers=self.superusers,
             role_cache=self.role_cache,
+            defaults=(self.default_language, self.default_timezone),
         )
         return await handler(event, data)
 

@@ -23,7 +23,7 @@ from typing import Any
 from aiogram.methods import TelegramMethod
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.delivery import FORBIDDEN, GAVE_UP, SKIPPED, Delivery, Outcome
+from bot.delivery import FORBIDDEN, GAVE_UP, SKIPPED, UNKNOWN, Delivery, Outcome
 from bot.i18n import Translator, language_for_user
 from bot.services import chats as chat_service
 from bot.services import outbox as outbox_service
@@ -290,6 +290,10 @@ class OutboxWorker:
                 await outbox_service.record_sent(session, row_id, message_id, now)
                 if kind.on_sent is not None and outcome.result is not None:
                     return await kind.on_sent(session, envelope, outcome.result), True
+                return [], True
+            if outcome.failure == UNKNOWN:  # shown as such, never sent again
+                await outbox_service.record_unknown(session, row_id, outcome.detail)
+                log.warning("outbox message %s (%s): outcome unknown", row_id, envelope.key)
                 return [], True
             retry_at = await outbox_service.record_failure(
                 session,

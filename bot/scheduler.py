@@ -22,7 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.services import schedules as schedule_service
 from bot.services.clock import Clock
-from storage.changes import on_committed_changes
+from storage.changes import off_committed_changes, on_committed_changes
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class Scheduler:
         self._firing = asyncio.Lock()
         self._resync_task: asyncio.Task | None = None
         self._resync_again = False
-        on_committed_changes(self._on_changes)
+        on_committed_changes(self._on_changes, db.engine.sync_engine)
 
     # -------------------------------------------------------------------------------- life cycle
 
@@ -69,6 +69,7 @@ class Scheduler:
             self._retry_later()
 
     async def stop(self) -> None:
+        off_committed_changes(self._on_changes)
         if self._resync_task is not None:
             self._resync_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

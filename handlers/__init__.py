@@ -23,6 +23,7 @@ def addressed_to_us(message: Message) -> bool:
 def build_root_router() -> Router:
     from handlers import (
         attendance,
+        backup,
         broadcast,
         fallback,
         help,
@@ -33,10 +34,13 @@ def build_root_router() -> Router:
         notices,
         organisation,
         privacy,
+        ranking,
+        reports,
         roster,
         schedules,
         settings,
         start,
+        vanguard,
     )
 
     root = Router(name="root")
@@ -50,6 +54,10 @@ def build_root_router() -> Router:
         attendance.build_router(),  # a sign-in code in private, before identity's free-text answers
         meetings.build_router(),
         lessons.build_router(),
+        backup.build_router(),
+        ranking.build_router(),
+        reports.build_router(),
+        vanguard.build_router(),
         identity.build_router(),
         roster.build_router(),
         notices.build_router(),

@@ -23,7 +23,15 @@ from bot.services import meetings as meeting_service
 from bot.services import people as people_service
 from bot.services.errors import DomainError
 from handlers import meetings as meeting_view
-from handlers.common import explain, quote, refuse_callback, refuse_callback_error, require_group_committee_callback
+from handlers.common import (
+    RowId,
+    UserId,
+    explain,
+    quote,
+    refuse_callback,
+    refuse_callback_error,
+    require_group_committee_callback,
+)
 from handlers.timephrases import when_text
 from storage.models import Meeting
 
@@ -35,17 +43,17 @@ PROXY_PAGE = 8
 
 
 class SignInButton(CallbackData, prefix="mts"):
-    meeting_id: int
+    meeting_id: RowId
 
 
 class ProxyButton(CallbackData, prefix="mtx"):
-    meeting_id: int
-    user_id: int = 0  # 0: a page of the list
-    page: int = 0
+    meeting_id: RowId
+    user_id: UserId = 0  # 0: a page of the list
+    page: RowId = 0
 
 
 class StudiedButton(CallbackData, prefix="mtm"):
-    meeting_id: int
+    meeting_id: RowId
 
 
 # ------------------------------------------------------------------------------------------ rendering
@@ -262,9 +270,7 @@ async def code_message(message: Message, ctx: RequestContext, meeting_updates) -
     lines = []
     for result in results:
         chat = await chat_service.get_chat_by_pk(ctx.session, result.meeting.chat_id)
-        settings = chat_service.settings_of(
-            chat, default_language=ctx.group_settings.language, default_timezone=ctx.group_settings.timezone
-        )
+        settings = ctx.settings_of(chat)
         time = result.signed_at.astimezone(settings.zone).strftime("%H:%M")
         if not result.new:
             lines.append(ctx.t("meetings.already_signed", time=time))
@@ -433,9 +439,7 @@ async def send_makeup(message: Message, ctx: RequestContext, meeting_id: int) ->
         ctx.replies.add(message.answer(explain(ctx.t, error)))
         return
     chat = await chat_service.get_chat_by_pk(ctx.session, meeting.chat_id)
-    settings = chat_service.settings_of(
-        chat, default_language=ctx.group_settings.language, default_timezone=ctx.group_settings.timezone
-    )
+    settings = ctx.settings_of(chat)
     ctx.replies.add(makeup_method(ctx.t, ctx.person.id, meeting, makeup.reason, settings, chat.title if chat else ""))
 
 

@@ -20,7 +20,7 @@ from bot.services import organisation as org_service
 from bot.services import people as people_service
 from bot.services.errors import DomainError
 from bot.services.outbox import Progress
-from handlers.common import quote, refuse_callback, refuse_callback_error, refuse_message
+from handlers.common import RowId, quote, refuse_callback, refuse_callback_error, refuse_message
 from handlers.notices import draft_from_command, local_time, post_text
 from storage.models import Notice
 
@@ -31,21 +31,21 @@ GROUPS_LISTED = 30
 
 
 class UnitChoice(CallbackData, prefix="bcu"):
-    notice_id: int
-    unit_id: int
+    notice_id: RowId
+    unit_id: RowId
 
 
 class SendButton(CallbackData, prefix="bcs"):
-    notice_id: int
-    unit_id: int
+    notice_id: RowId
+    unit_id: RowId
 
 
 class DropButton(CallbackData, prefix="bcd"):
-    notice_id: int
+    notice_id: RowId
 
 
 class ReportButton(CallbackData, prefix="bcr"):
-    notice_id: int
+    notice_id: RowId
 
 
 def progress_text(t: Translator, notice: Notice, progress: Progress) -> str:

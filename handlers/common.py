@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 from html import escape
+from typing import Annotated
 
 from aiogram.types import CallbackQuery, Message
+from pydantic import Field
 
 from bot.commands import GROUP, PRIVATE
 from bot.context import RequestContext
 from bot.i18n import Translator
 from bot.services.errors import DomainError
 from bot.services.timephrase import PhraseError
+
+# Ids in callback data and deep links are untrusted input. A number larger than its column holds names no
+# row, yet a query with it fails in the database driver (SQLite's past 64 bits) instead of finding nothing.
+# Buttons type their ids with these, so that such data is refused like any other malformed button: row ids
+# within PostgreSQL's 32-bit INTEGER, Telegram's user ids within 64 bits.
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Field(ge=0, le=MAX_ROW_ID)]
+UserId = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+def parse_row_id(text: str) -> int | None:
+    """A row id written in a deep link: ASCII digits within range (``int`` would also read
+    "٣", and ``isdigit`` passes "²", which ``int`` refuses); None for anything else."""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_ROW_ID))):
+        return None
+    number = int(text)
+    return number if number <= MAX_ROW_ID else None
 
 
 def where_of(chat_type: str) -> str:

@@ -17,7 +17,7 @@ from bot.services import people as people_service
 from bot.services import roles as role_service
 from bot.services.errors import DomainError
 from bot.services.identity import CONTACT_VISIBILITY, MEMBER_TYPES, REJECT_PRESETS, TEXT_STEPS, CardView, Draft
-from handlers.common import explain, quote, refuse_callback
+from handlers.common import UserId, explain, parse_row_id, quote, refuse_callback
 from handlers.start import AWAITED_INPUTS, awaited_input, deep_link
 from storage.models import Identity
 
@@ -29,11 +29,11 @@ class FormButton(CallbackData, prefix="idf"):
 
 class VerdictButton(CallbackData, prefix="idv"):
     approve: bool
-    user_id: int
+    user_id: UserId
 
 
 class ReasonButton(CallbackData, prefix="idr"):
-    user_id: int
+    user_id: UserId
     choice: str  # a REJECT_PRESETS key, or "x" to not reject after all
 
 
@@ -144,7 +144,8 @@ async def declare_from_link(message: Message, ctx: RequestContext, payload: str)
     _, _, chat_ref = payload.partition("_")
     chat_pk = None
     if chat_ref:
-        chat = await chat_service.get_chat_by_pk(ctx.session, int(chat_ref)) if chat_ref.isdigit() else None
+        ref = parse_row_id(chat_ref)
+        chat = await chat_service.get_chat_by_pk(ctx.session, ref) if ref is not None else None
         if chat is None or chat.type not in chat_service.GROUP_TYPES:
             ctx.replies.add(message.answer(ctx.t("identity.bad_link")))
             return True

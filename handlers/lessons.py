@@ -1,5 +1,6 @@
-"""The 每日党课 library: /lessons in the group (what the library holds, and "📥 导入课程"), then the lesson
-file that the committee member sends the bot in private, and the import report, line by line."""
+"""The 每日党课 library: /lessons in the group (the library page by page, a tap on a lesson for its preview,
+reordering and removal, "📥 导入课程"), then the lesson file that the committee member sends the bot in
+private, and the import report, line by line. The whole panel is one message, edited in place."""
 
 from __future__ import annotations
 
@@ -32,21 +33,26 @@ from bot.services import schedules as schedule_service
 from bot.services.errors import DomainError
 from bot.services.lesson_files import Problem
 from handlers.common import (
+    RowId,
     explain,
+    parse_row_id,
     quote,
     refuse_callback_error,
     require_committee_message,
     require_group_committee_callback,
 )
-from handlers.start import deep_link
+from handlers.start import awaited_document, deep_link
 from handlers.timephrases import describe
 
 if TYPE_CHECKING:
     from bot.outbox import Envelope
 
-TITLES_SHOWN = 10
+PAGE_SIZE = 8
+BUTTON_TITLE = 16  # characters of a title on a lesson's button: a phone shows about that much
+PREVIEW_LIMIT = 4000  # a message takes 4096 characters; the preview shortens the body to stay below
 PROBLEMS_SHOWN = 30
 AWAITED = "lesson_import"
+OPTION_LETTERS = "ABCDEFGHIJ"
 
 
 class LibraryButton(CallbackData, prefix="lsn"):
@@ -54,8 +60,14 @@ class LibraryButton(CallbackData, prefix="lsn"):
     value: str = ""
 
 
+class ManageButton(CallbackData, prefix="lsm"):
+    action: str  # list (a page) | open | up | down | first | remove | remove_yes
+    lesson_id: RowId = 0
+    page: RowId = 0
+
+
 class StudyButton(CallbackData, prefix="lst"):
-    push_id: int
+    push_id: RowId
 
 
 def push_text(t: Translator, schedule) -> str:
@@ -64,20 +76,130 @@ def push_text(t: Translator, schedule) -> str:
     return t("lessons.push_on", rule=quote(describe(schedule_service.rule_of(schedule.rule), t)))
 
 
-def library_view(t: Translator, lessons, schedule=None) -> tuple[str, InlineKeyboardMarkup]:
+def _manage(action: str, lesson_id: int = 0, page: int = 0) -> str:
+    return ManageButton(action=action, lesson_id=lesson_id, page=page).pack()
+
+
+def _short(title: str, length: int = BUTTON_TITLE) -> str:
+    return title if len(title) <= length else title[: length - 1] + "…"
+
+
+def page_of(number: int) -> int:
+    """The page that shows the lesson listed as ``number`` (from 1)."""
+    return max(number - 1, 0) // PAGE_SIZE
+
+
+def library_view(
+    t: Translator, lessons, schedule=None, pushed: set[int] | frozenset[int] = frozenset(), page: int = 0
+) -> tuple[str, InlineKeyboardMarkup]:
     own = [lesson for lesson in lessons if lesson.chat_id is not None]
     lines = [t("lessons.library_title", own=len(own), pack=len(lessons) - len(own)), push_text(t, schedule)]
-    for index, lesson in enumerate(lessons[:TITLES_SHOWN], 1):
-        mark = t("lessons.has_quiz") if lesson.quiz_question else ""
-        lines.append(f"{index}. {quote(lesson.title)}{mark}")
-    if len(lessons) > TITLES_SHOWN:
-        lines.append(t("lessons.more", count=len(lessons) - TITLES_SHOWN))
+    pages = max((len(lessons) + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    page = min(max(page, 0), pages - 1)  # the page asked for may be gone, or made up
+    start = page * PAGE_SIZE
+    rows = []
+    if lessons:
+        lines.append(t("lessons.page", page=page + 1, pages=pages))
+    else:
+        lines.append(t("lessons.library_empty"))
+    for number, lesson in enumerate(lessons[start : start + PAGE_SIZE], start + 1):
+        marks = t("lessons.has_quiz") if lesson.quiz_question else ""
+        marks += t("lessons.was_pushed") if lesson.id in pushed else ""
+        lines.append(f"{number}. {quote(lesson.title)}{marks}")
+        rows.append(
+            [InlineKeyboardButton(text=f"{number}. {_short(lesson.title)}", callback_data=_manage("open", lesson.id))]
+        )
+    arrows = []
+    if page > 0:
+        arrows.append(InlineKeyboardButton(text="◀", callback_data=_manage("list", page=page - 1)))
+    if page < pages - 1:
+        arrows.append(InlineKeyboardButton(text="▶", callback_data=_manage("list", page=page + 1)))
+    if arrows:
+        rows.append(arrows)
     lines.append(t("lessons.import_hint"))
-    buttons = [
-        InlineKeyboardButton(text=t("lessons.import_button"), callback_data=LibraryButton(action="import").pack()),
-        InlineKeyboardButton(text=t("lessons.push_button"), callback_data=LibraryButton(action="push").pack()),
-    ]
-    return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=[buttons])
+    rows.append(
+        [
+            InlineKeyboardButton(text=t("lessons.import_button"), callback_data=LibraryButton(action="import").pack()),
+            InlineKeyboardButton(text=t("lessons.push_button"), callback_data=LibraryButton(action="push").pack()),
+        ]
+    )
+    return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def quiz_lines(t: Translator, lesson) -> list[str]:
+    if not lesson.quiz_question:
+        return [t("lessons.preview_no_quiz")]
+    lines = [t("lessons.preview_quiz", question=quote(lesson.quiz_question))]
+    for index, option in enumerate(lesson_service.quiz_options(lesson)):
+        mark = "✅" if index == lesson.quiz_answer else "▫️"
+        lines.append(f"{mark} {OPTION_LETTERS[index]}. {quote(option)}")
+    return lines
+
+
+def preview_view(t: Translator, found: lesson_service.LessonPreview) -> tuple[str, InlineKeyboardMarkup]:
+    """The lesson as members would get it, then what the committee needs to decide about it."""
+    lesson = found.lesson
+    head = t("lessons.preview_title", number=found.number)
+    details = ["", *quiz_lines(t, lesson)]
+    if lesson.tags:
+        details.append(t("lessons.preview_tags", tags=quote("、".join(lesson.tags.split(",")))))
+    if lesson.push_on:
+        details.append(t("lessons.preview_date", date=lesson.push_on.isoformat()))
+    if found.push is not None:
+        details.append(t("lessons.preview_pushed", date=found.push.pushed_on.isoformat()))
+    else:
+        details.append(t("lessons.preview_not_pushed"))
+    if found.is_next:
+        details.append(t("lessons.preview_next"))
+    if not found.own:
+        details.append(t("lessons.preview_pack"))
+    elif found.push is None:  # once pushed, its place in the order no longer matters
+        details.append(t("lessons.preview_own"))
+    # Telegram counts the text after its markup is read, which the raw length never falls below.
+    fixed = len(head) + 2 + len(post_text(t, lesson, body="")) + sum(len(line) + 1 for line in details)
+    budget = PREVIEW_LIMIT - fixed
+    body = lesson.body if len(lesson.body) <= budget else lesson.body[: max(budget - 1, 0)] + "…"
+    text = "\n".join([head, "", post_text(t, lesson, body=body), *details])
+
+    rows = []
+    if found.own:
+        moves = []
+        if not found.first_own:
+            moves.append(InlineKeyboardButton(text=t("lessons.move_up"), callback_data=_manage("up", lesson.id)))
+        if not found.last_own:
+            moves.append(InlineKeyboardButton(text=t("lessons.move_down"), callback_data=_manage("down", lesson.id)))
+        if moves:
+            rows.append(moves)
+        # A dated lesson goes out on its day, and one pushed already never again: ordering cannot help.
+        if found.push is None and lesson.push_on is None and not found.is_next:
+            rows.append([InlineKeyboardButton(text=t("lessons.move_first"), callback_data=_manage("first", lesson.id))])
+    rows.append(
+        [
+            InlineKeyboardButton(text=t("lessons.remove_button"), callback_data=_manage("remove", lesson.id)),
+            InlineKeyboardButton(
+                text=t("lessons.back_to_list"), callback_data=_manage("list", page=page_of(found.number))
+            ),
+        ]
+    )
+    return text, InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def remove_confirm_view(t: Translator, found: lesson_service.LessonPreview) -> tuple[str, InlineKeyboardMarkup]:
+    lesson = found.lesson
+    lines = [t("lessons.remove_confirm", title=quote(lesson.title))]
+    if found.push is not None:
+        lines.append(t("lessons.remove_keeps_records"))
+    if not found.own:
+        lines.append(t("lessons.remove_pack_note"))
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(text=t("lessons.remove_yes"), callback_data=_manage("remove_yes", lesson.id)),
+                InlineKeyboardButton(text=t("lessons.remove_no"), callback_data=_manage("open", lesson.id)),
+            ]
+        ]
+    )
+    return "\n".join(lines), keyboard
 
 
 def push_menu(t: Translator) -> tuple[str, InlineKeyboardMarkup]:
@@ -103,8 +225,9 @@ def push_menu(t: Translator) -> tuple[str, InlineKeyboardMarkup]:
     return t("lessons.push_choose"), InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-def post_text(t: Translator, lesson) -> str:
-    return t("lessons.post", title=quote(lesson.title), body=quote(lesson.body), source=quote(lesson.source))
+def post_text(t: Translator, lesson, *, body: str | None = None) -> str:
+    body = lesson.body if body is None else body
+    return t("lessons.post", title=quote(lesson.title), body=quote(body), source=quote(lesson.source))
 
 
 def study_keyboard(t: Translator, push_id: int) -> InlineKeyboardMarkup:
@@ -138,9 +261,15 @@ async def lessons_command(message: Message, ctx: RequestContext) -> None:
     ctx.replies.add(message.reply(text, reply_markup=keyboard))
 
 
-async def _library(ctx: RequestContext):
+async def _library(ctx: RequestContext, page: int = 0):
     lessons = await lesson_service.library(ctx.session, ctx.chat.id)
-    return library_view(ctx.t, lessons, await lesson_service.push_of(ctx.session, ctx.chat.id))
+    return library_view(
+        ctx.t,
+        lessons,
+        await lesson_service.push_of(ctx.session, ctx.chat.id),
+        await lesson_service.pushed_lessons(ctx.session, ctx.chat.id),
+        page,
+    )
 
 
 async def _ask_for_file(ctx: RequestContext, user_id: int, chat_pk: int, title: str | None) -> None:
@@ -191,10 +320,47 @@ async def _push_choice(callback: CallbackQuery, callback_data: LibraryButton, ct
     ctx.replies.add(callback.answer(t("lessons.saved") if callback_data.action == "push" else None))
 
 
+MOVED = {"up": "lessons.moved_up", "down": "lessons.moved_down", "first": "lessons.moved_first"}
+
+
+async def manage_button(callback: CallbackQuery, callback_data: ManageButton, ctx: RequestContext) -> None:
+    """The library panel: a page of it, a lesson's preview, moving and removing a lesson."""
+    if not await require_group_committee_callback(ctx, callback):
+        return
+    action, lesson_id, t = callback_data.action, callback_data.lesson_id, ctx.t
+    today = ctx.clock.now().astimezone(ctx.group_settings.zone).date()
+    notice = None
+    try:
+        if action == "list":
+            text, keyboard = await _library(ctx, callback_data.page)
+        elif action in ("open", *MOVED):
+            if action in MOVED and await lesson_service.move(
+                ctx.session, ctx.chat.id, lesson_id, ctx.person.id, action
+            ):
+                notice = t(MOVED[action])
+            found = await lesson_service.preview(ctx.session, ctx.chat.id, lesson_id, today)
+            text, keyboard = preview_view(t, found)
+        elif action == "remove":
+            found = await lesson_service.preview(ctx.session, ctx.chat.id, lesson_id, today)
+            text, keyboard = remove_confirm_view(t, found)
+        elif action == "remove_yes":
+            found = await lesson_service.preview(ctx.session, ctx.chat.id, lesson_id, today)
+            await lesson_service.remove(ctx.session, ctx.chat.id, lesson_id, ctx.person.id, ctx.clock.now())
+            text, keyboard = await _library(ctx, page_of(found.number))
+            notice = t("lessons.removed", title=found.lesson.title)
+        else:
+            raise DomainError("errors.button_expired")
+    except DomainError as error:
+        refuse_callback_error(ctx, callback, error)
+        return
+    ctx.replies.add(callback.message.edit_text(text, reply_markup=keyboard))
+    ctx.replies.add(callback.answer(notice))
+
+
 @deep_link("lsn")
 async def import_link(message: Message, ctx: RequestContext, payload: str) -> bool:
-    _, _, ref = payload.partition("_")
-    chat = await chat_service.get_chat_by_pk(ctx.session, int(ref)) if ref.isdigit() else None
+    chat_pk = parse_row_id(payload.partition("_")[2])
+    chat = await chat_service.get_chat_by_pk(ctx.session, chat_pk) if chat_pk is not None else None
     if chat is None:
         ctx.replies.add(message.answer(ctx.t("errors.button_expired")))
         return True
@@ -206,14 +372,11 @@ async def import_link(message: Message, ctx: RequestContext, payload: str) -> bo
     return True
 
 
-async def lesson_file(message: Message, ctx: RequestContext, bot: Bot) -> None:
+@awaited_document(AWAITED, hint="lessons.file_unexpected")
+async def lesson_file(message: Message, ctx: RequestContext, bot: Bot, ref: str) -> None:
     """A file in private: the lessons the bot asked for, for the group named when it asked."""
     t = ctx.t
-    pending = await people_service.awaited_input(ctx.session, ctx.person.id)
-    if pending is None or pending[0] != AWAITED:
-        ctx.replies.add(message.reply(t("lessons.file_unexpected")))
-        return
-    chat = await chat_service.get_chat_by_pk(ctx.session, int(pending[1]))
+    chat = await chat_service.get_chat_by_pk(ctx.session, int(ref)) if ref.isdigit() else None
     role = await role_service.role_in_chat(ctx.session, chat.id, ctx.person.id, ctx.superusers) if chat else None
     if chat is None or role is None or not role.is_committee:
         ctx.replies.add(message.reply(t("errors.committee_only")))
@@ -231,7 +394,7 @@ async def lesson_file(message: Message, ctx: RequestContext, bot: Bot) -> None:
         ctx.replies.add(message.reply(explain(t, error)))
         return
     if report.imported:
-        await people_service.drop_input(ctx.session, ctx.person.id, AWAITED, pending[1])
+        await people_service.drop_input(ctx.session, ctx.person.id, AWAITED, ref)
     ctx.replies.add(message.reply(report_text(t, report, chat.title or "")))
 
 
@@ -243,8 +406,19 @@ async def render_post(session: AsyncSession, envelope: Envelope) -> TelegramMeth
     if found is None or found[0].message_id is not None:
         return None
     push, lesson = found
+    # Removed while the post waited (for the end of quiet hours): a removed lesson is never pushed.
+    if not await lesson_service.in_library(session, push.chat_id, lesson.id):
+        return None
     t = envelope.t
     return SendMessage(chat_id=envelope.recipient, text=post_text(t, lesson), reply_markup=study_keyboard(t, push.id))
+
+
+async def render_exhausted(session: AsyncSession, envelope: Envelope) -> TelegramMethod | None:
+    """The committee is told the library is used up, unless lessons came in while the message waited."""
+    if envelope.chat is None or not await lesson_service.is_exhausted(session, envelope.chat.id):
+        return None
+    text = envelope.t("lessons.exhausted", group=quote(envelope.chat.title or ""), count=envelope.args["pushes"])
+    return SendMessage(chat_id=envelope.recipient, text=text)
 
 
 async def posted(session: AsyncSession, envelope: Envelope, message) -> list[TelegramMethod]:
@@ -314,8 +488,8 @@ def build_router() -> Router:
     router = Router(name="lessons")
     router.message.register(lessons_command, Command("lessons"), F.chat.type.in_({"group", "supergroup"}))
     router.message.register(lesson_command, Command("lesson"), F.chat.type == "private")
-    router.message.register(lesson_file, F.chat.type == "private", F.document)
     router.callback_query.register(library_button, LibraryButton.filter())
+    router.callback_query.register(manage_button, ManageButton.filter())
     router.callback_query.register(study_button, StudyButton.filter())
     router.poll_answer.register(quiz_answer)
     return router

@@ -39,7 +39,10 @@ from bot.services.calendar import meeting_ics
 from bot.services.chats import GroupSettings
 from bot.services.errors import DomainError
 from handlers.common import (
+    RowId,
+    UserId,
     explain,
+    parse_row_id,
     quote,
     refuse_callback,
     refuse_callback_error,
@@ -67,27 +70,27 @@ class KindButton(CallbackData, prefix="mtk"):
 
 class DraftButton(CallbackData, prefix="mtd"):
     action: str  # publish | mode | drop
-    meeting_id: int
+    meeting_id: RowId
 
 
 class RsvpButton(CallbackData, prefix="mtr"):
-    meeting_id: int
+    meeting_id: RowId
     answer: str
 
 
 class CalendarButton(CallbackData, prefix="mtc"):
-    meeting_id: int
+    meeting_id: RowId
 
 
 class PanelButton(CallbackData, prefix="mtp"):
     action: str
-    meeting_id: int = 0
+    meeting_id: RowId = 0
     value: str = ""
 
 
 class LeaveButton(CallbackData, prefix="mtl"):
-    meeting_id: int
-    user_id: int
+    meeting_id: RowId
+    user_id: UserId
     approve: bool
 
 
@@ -761,9 +764,10 @@ async def meeting_link(message: Message, ctx: RequestContext, payload: str) -> b
     """``mtg_<id>_leave`` (the reason for a leave), ``mtg_<id>_ics`` (the calendar file),
     ``mtg_<id>_makeup`` (补学 materials), ``mtg_<id>_code`` (how to sign in with the code)."""
     parts = payload.split("_")
-    if len(parts) != 3 or not parts[1].isdigit():
+    meeting_id = parse_row_id(parts[1]) if len(parts) == 3 else None
+    if meeting_id is None:
         return False
-    meeting_id, what = int(parts[1]), parts[2]
+    what = parts[2]
     meeting = await meeting_service.get(ctx.session, meeting_id)
     if meeting is None or meeting.status == "draft":
         ctx.replies.add(message.answer(ctx.t("errors.button_expired")))
@@ -795,9 +799,7 @@ async def meeting_link(message: Message, ctx: RequestContext, payload: str) -> b
 
 async def calendar_file(ctx: RequestContext, meeting: Meeting, user_id: int) -> SendDocument:
     chat = await chat_service.get_chat_by_pk(ctx.session, meeting.chat_id)
-    settings = chat_service.settings_of(
-        chat, default_language=ctx.group_settings.language, default_timezone=ctx.group_settings.timezone
-    )
+    settings = ctx.settings_of(chat)
     t = Translator(settings.language)
     title = f"{kind_name(t, meeting.kind)}｜{meeting.title}"
     description = "\n".join(filter(None, [chat.title if chat else "", meeting.agenda]))

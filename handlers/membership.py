@@ -15,6 +15,7 @@ from bot.delivery import Delivery
 from bot.services import chats as chat_service
 from bot.services import people as people_service
 from bot.services import roles as role_service
+from bot.services import schedules as schedule_service
 from bot.services.clock import Clock
 from bot.services.people import Person
 from handlers.common import quote
@@ -63,6 +64,9 @@ async def bot_membership_changed(
     )
     t = ctx.t
     if old in GONE or result.is_new or result.was_inactive:
+        # Its routines from the start rather than at the next housekeeping (made once; kept if turned off).
+        settings = ctx.settings_of(result.chat)
+        await schedule_service.ensure_routines(ctx.session, result.chat.id, settings, ctx.clock.now())
         text = t("welcome.group", title=quote(event.chat.title))
         text += "\n\n" + (t("welcome.thanks_admin") if is_admin else t("welcome.ask_admin"))
         text += "\n\n" + t("identity.invite")

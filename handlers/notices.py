@@ -31,6 +31,7 @@ from bot.services.errors import DomainError
 from bot.services.notices import Composed
 from bot.services.timephrase import PhraseError
 from handlers.common import (
+    RowId,
     explain,
     quote,
     refuse_callback_error,
@@ -49,23 +50,23 @@ NAMES_SHOWN = 60
 
 class DraftButton(CallbackData, prefix="ntd"):
     action: str  # send | pin | drop
-    notice_id: int
+    notice_id: RowId
 
 
 class AckButton(CallbackData, prefix="ack"):
-    post_id: int
+    post_id: RowId
 
 
 class StatusButton(CallbackData, prefix="nts"):
-    post_id: int
+    post_id: RowId
 
 
 class NudgeButton(CallbackData, prefix="ntn"):
-    post_id: int
+    post_id: RowId
 
 
 class UnscheduleButton(CallbackData, prefix="ntx"):
-    notice_id: int
+    notice_id: RowId
 
 
 # ------------------------------------------------------------------------------------------ rendering
@@ -425,9 +426,7 @@ async def nudge_button(callback: CallbackQuery, callback_data: NudgeButton, ctx:
     t, now = ctx.t, ctx.clock.now()
     try:
         _, _, chat = await _committee_of_post(ctx, callback_data.post_id)
-        settings = chat_service.settings_of(
-            chat, default_language=ctx.group_settings.language, default_timezone=ctx.group_settings.timezone
-        )
+        settings = ctx.settings_of(chat)
         result = await notice_service.nudge(ctx.session, callback_data.post_id, chat.id, ctx.person.id, settings, now)
     except DomainError as error:
         refuse_callback_error(ctx, callback, error)

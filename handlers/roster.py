@@ -16,6 +16,7 @@ from bot.services import roster as roster_service
 from bot.services.identity import MEMBER_TYPES
 from bot.services.roster import SECTIONS, Roster
 from handlers.common import (
+    RowId,
     quote,
     refuse_callback,
     require_committee_message,
@@ -29,7 +30,7 @@ MENTIONS_PER_MESSAGE = 30
 
 class RosterFilter(CallbackData, prefix="ros"):
     member_type: str  # "" for everyone, else one of MEMBER_TYPES
-    unit_id: int = 0  # 0 for every unit, else one of the group's unit and those below it
+    unit_id: RowId = 0  # 0 for every unit, else one of the group's unit and those below it
 
 
 class RosterNudge(CallbackData, prefix="rosn"):

@@ -24,6 +24,7 @@ from bot.services.chats import GroupSettings
 from bot.services.errors import DomainError
 from bot.services.timephrase import Rule
 from handlers.common import (
+    RowId,
     explain,
     quote,
     refuse_callback,
@@ -56,14 +57,14 @@ GUIDED_TIMES = ("0730", "0800", "0900", "1200", "1430", "1700", "1930", "2000")
 
 class DraftButton(CallbackData, prefix="scd"):
     action: str  # save | drop
-    schedule_id: int
+    schedule_id: RowId
     ack: bool = False
     quiet: bool = False
 
 
 class ManageButton(CallbackData, prefix="sch"):
     action: str  # open | pause | resume | edit | delete | delete_yes | list
-    schedule_id: int = 0
+    schedule_id: RowId = 0
 
 
 class GuideButton(CallbackData, prefix="scg"):

@@ -1,5 +1,5 @@
-"""/settings: the group's language, timezone, quiet hours, meeting reminders and required meetings, as a
-panel of buttons (committee only)."""
+"""/settings: the group's language, timezone, quiet hours, meeting reminders, required meetings and the
+先锋指数 weights, as a panel of buttons (committee only)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from bot.i18n import Translator
 from bot.services import attendance as attendance_service
 from bot.services import chats as chat_service
 from bot.services import meetings as meeting_service
+from bot.services import reports as report_service
 from bot.services import schedules as schedule_service
+from bot.services import vanguard as vanguard_service
 from bot.services.chats import COMMON_TIMEZONES, QUIET_HOUR_PRESETS, ChatInfo, GroupSettings
 from bot.services.errors import DomainError
 from handlers.common import (
@@ -24,6 +26,7 @@ from handlers.common import (
     require_group_committee_callback,
 )
 from handlers.compliance import kind_name, period_name
+from handlers.vanguard import weights_label
 from storage.models import Chat
 
 # Reminder offsets offered as buttons, in minutes before a meeting; any other is one /settings line away.
@@ -69,7 +72,16 @@ def rules_label(t: Translator, rules: dict[str, str]) -> str:
     )
 
 
-def render_panel(t: Translator, settings: GroupSettings, chat: Chat | None) -> tuple[str, InlineKeyboardMarkup]:
+def monthly_label(t: Translator, schedule) -> str:
+    if schedule is None:
+        return t("reports.monthly_off")
+    rule = schedule_service.rule_of(schedule.rule)
+    return t("reports.monthly_on", day=rule.day, time=f"{rule.hour:02d}:{rule.minute:02d}")
+
+
+def render_panel(
+    t: Translator, settings: GroupSettings, chat: Chat | None, monthly=None
+) -> tuple[str, InlineKeyboardMarkup]:
     text = t(
         "settings.panel",
         language=t(f"language.{settings.language}"),
@@ -77,6 +89,8 @@ def render_panel(t: Translator, settings: GroupSettings, chat: Chat | None) -> t
         quiet=_quiet_label(t, settings.quiet_start, settings.quiet_end),
         reminders=reminders_label(t, meeting_service.reminders_of(chat)),
         rules=rules_label(t, attendance_service.rules_of(chat)),
+        vanguard=weights_label(t, vanguard_service.weights_of(chat)),
+        report=monthly_label(t, monthly),
     )
     mark = {code: ("✅ " if code == settings.language else "") for code in ("zh", "en")}
     keyboard = InlineKeyboardMarkup(
@@ -133,7 +147,7 @@ def _current(ctx: RequestContext, chat: ChatInfo | Chat) -> tuple[Translator, Gr
 async def _panel(ctx: RequestContext, t: Translator, settings: GroupSettings) -> tuple[str, InlineKeyboardMarkup]:
     # The meeting settings are not in the cached ChatInfo: they are read from the group's row.
     chat = await chat_service.get_chat_by_pk(ctx.session, ctx.chat.id)
-    return render_panel(t, settings, chat)
+    return render_panel(t, settings, chat, await report_service.monthly_of(ctx.session, ctx.chat.id))
 
 
 async def _change_timezone(ctx: RequestContext, zone: str) -> ChatInfo:
@@ -156,7 +170,8 @@ async def settings_command(message: Message, ctx: RequestContext, command: Comma
 
 async def _apply_text_setting(message: Message, ctx: RequestContext, args: str) -> None:
     """One-line form: /settings tz Europe/Berlin · /settings quiet 22:00-07:00|off · /settings lang en ·
-    /settings reminders 1d,1h|off · /settings rules 支委会=月 党课=季度."""
+    /settings reminders 1d,1h|off · /settings rules 支委会=月 党课=季度 ·
+    /settings vanguard 出勤=40 回执=20 学习=30 亮身份=10|默认 · /settings report 1 09:00|off."""
     name, _, value = args.strip().partition(" ")
     value = value.strip()
     try:
@@ -178,6 +193,16 @@ async def _apply_text_setting(message: Message, ctx: RequestContext, args: str) 
             current = attendance_service.rules_of(await chat_service.get_chat_by_pk(ctx.session, ctx.chat.id))
             rules = attendance_service.parse_rules(value, current)
             chat = await attendance_service.set_rules(ctx.session, ctx.chat.id, ctx.person.id, rules)
+        elif name in ("report", "reports", "月报", "报表"):
+            rule = report_service.parse_monthly(value)
+            await report_service.set_monthly(
+                ctx.session, ctx.chat.id, ctx.person.id, rule, ctx.group_settings, ctx.clock.now()
+            )
+            chat = await chat_service.get_chat_by_pk(ctx.session, ctx.chat.id)
+        elif name in ("vanguard", "先锋指数", "先锋", "权重"):
+            current = vanguard_service.weights_of(await chat_service.get_chat_by_pk(ctx.session, ctx.chat.id))
+            weights = vanguard_service.parse_weights(value, current)
+            chat = await vanguard_service.set_weights(ctx.session, ctx.chat.id, ctx.person.id, weights)
         else:
             ctx.replies.add(message.reply(ctx.t("settings.usage")))
             return
@@ -247,7 +272,7 @@ async def settings_button(callback: CallbackQuery, callback_data: SettingsButton
 
 def _pick(options: tuple, value: str):
     """Callback data is untrusted: the index must be a small number inside the offered list."""
-    if not value.isdigit() or int(value) >= len(options):
+    if not (value.isascii() and value.isdigit()) or int(value) >= len(options):
         raise DomainError("errors.button_expired")
     return options[int(value)]
 

@@ -1,4 +1,5 @@
-"""Private chat entry: /start, with deep-link payloads routed to the feature that made the link."""
+"""Private chat entry: /start, with deep-link payloads routed to the feature that made the link, and files
+sent in private, routed to the feature that asked for one."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aiogram.filters import CommandObject, CommandStart
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.context import RequestContext
+from bot.services import people as people_service
 
 DeepLinkHandler = Callable[[Message, RequestContext, str], Awaitable[bool]]
 # Payload prefix → handler. Features register here; a handler returns False when the payload is not theirs.
@@ -23,6 +25,22 @@ AWAITED_INPUTS: dict[str, AwaitedInput] = {}
 def awaited_input(kind: str) -> Callable[[AwaitedInput], AwaitedInput]:
     def register(handler: AwaitedInput) -> AwaitedInput:
         AWAITED_INPUTS[kind] = handler
+        return handler
+
+    return register
+
+
+AwaitedDocument = Callable[[Message, RequestContext, Bot, str], Awaitable[None]]
+# Kind of file the bot asked for in private (``PendingInput.kind``) → its handler, given the ref.
+AWAITED_DOCUMENTS: dict[str, AwaitedDocument] = {}
+# A file nobody asked for is answered with how to ask for one: a locale key per feature that takes files.
+DOCUMENT_HINTS: dict[str, str] = {}
+
+
+def awaited_document(kind: str, hint: str) -> Callable[[AwaitedDocument], AwaitedDocument]:
+    def register(handler: AwaitedDocument) -> AwaitedDocument:
+        AWAITED_DOCUMENTS[kind] = handler
+        DOCUMENT_HINTS[kind] = hint
         return handler
 
     return register
@@ -52,7 +70,19 @@ async def start(message: Message, ctx: RequestContext, command: CommandObject, b
     ctx.replies.add(message.answer(ctx.t("start.intro"), reply_markup=keyboard))
 
 
+async def private_document(message: Message, ctx: RequestContext, bot: Bot) -> None:
+    """A file in private: for the feature whose file the bot waits for (lessons, a backup), with the
+    ref it gave when it asked."""
+    pending = await people_service.awaited_input(ctx.session, ctx.person.id)
+    handler = AWAITED_DOCUMENTS.get(pending[0]) if pending is not None else None
+    if handler is None:
+        ctx.replies.add(message.reply("\n".join(ctx.t(key) for key in DOCUMENT_HINTS.values())))
+        return
+    await handler(message, ctx, bot, pending[1])
+
+
 def build_router() -> Router:
     router = Router(name="start")
     router.message.register(start, CommandStart(), F.chat.type == "private")
+    router.message.register(private_document, F.chat.type == "private", F.document)
     return router

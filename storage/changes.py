@@ -18,10 +18,23 @@ ChangeListener = Callable[[frozenset[str]], None]
 # Held weakly: a listener (a cache's bound method) goes away with its cache, so building many
 # applications in one process (tests) leaves no stale listeners behind.
 _listeners: list[weakref.WeakMethod] = []
+# A listener registered for one database hears only that database's commits: applications built one after
+# another in one process (tests) must not act on each other's (until the garbage collector runs).
+_databases: dict[weakref.WeakMethod, object] = {}
 
 
-def on_committed_changes(listener: ChangeListener) -> None:
-    _listeners.append(weakref.WeakMethod(listener))
+def on_committed_changes(listener: ChangeListener, database: object | None = None) -> None:
+    """``database``: the engine (``AsyncEngine.sync_engine``) whose commits to hear; None: every one."""
+    reference = weakref.WeakMethod(listener)
+    _listeners.append(reference)
+    if database is not None:
+        _databases[reference] = database
+
+
+def off_committed_changes(listener: ChangeListener) -> None:
+    for reference in [reference for reference in _listeners if reference() in (None, listener)]:
+        _listeners.remove(reference)
+        _databases.pop(reference, None)
 
 
 class TrackedSession(Session):
@@ -53,10 +66,14 @@ def _after_commit(session: Session) -> None:
     tables = session.info.pop("touched_tables", None)
     if tables:
         frozen = frozenset(tables)
+        engine = session.get_bind().engine  # the session may be bound to a connection of it
         for reference in list(_listeners):
             listener = reference()
             if listener is None:
                 _listeners.remove(reference)
+                _databases.pop(reference, None)
+            elif _databases.get(reference, engine) is not engine:
+                continue
             else:
                 listener(frozen)
 

@@ -4,7 +4,7 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Base, Chat, utcnow
+from storage.models import Base, Chat, Schedule, utcnow
 from storage.upsert import insert_for
 
 
@@ -49,6 +49,14 @@ async def fold_into(session: AsyncSession, keep: Chat, duplicate: Chat) -> None:
     Used when a migrated supergroup was seen under its new id before the migration message arrived.
     Rows that clash (the same member seen under both ids) keep the older chat's version.
     """
+    # A group has one routine schedule per kind (the lesson push, the boards, the monthly checks); the
+    # duplicate's copies, made when it was first seen, would run a second time beside the kept ones.
+    kept_kinds = select(Schedule.kind).where(Schedule.chat_id == keep.id, Schedule.ref == Schedule.kind)
+    await session.execute(
+        delete(Schedule).where(
+            Schedule.chat_id == duplicate.id, Schedule.ref == Schedule.kind, Schedule.kind.in_(kept_kinds)
+        )
+    )
     for table in Base.metadata.sorted_tables:
         for fk in table.foreign_keys:
             if fk.column.table.name != "chats" or table.name == "chats":
@@ -67,3 +75,10 @@ async def fold_into(session: AsyncSession, keep: Chat, duplicate: Chat) -> None:
                     pass  # the same row exists for the old chat; the duplicate's copy goes with it
     await session.execute(delete(Chat).where(Chat.id == duplicate.id))
     await session.flush()
+
+
+async def active_group_ids(session: AsyncSession) -> list[int]:
+    result = await session.execute(
+        select(Chat.id).where(Chat.is_active.is_(True), Chat.type.in_(("group", "supergroup")))
+    )
+    return list(result.scalars())

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Lesson, LessonPush, LessonStudy, QuizAnswer
+from storage.models import Chat, Lesson, LessonPush, LessonSkip, LessonStudy, QuizAnswer
 from storage.upsert import insert_for
 
 
@@ -22,19 +22,87 @@ async def titles_of(session: AsyncSession, chat_pk: int) -> set[str]:
     return set(result.scalars())
 
 
-async def count_pack(session: AsyncSession) -> int:
-    result = await session.execute(select(func.count()).select_from(Lesson).where(Lesson.chat_id.is_(None)))
+async def count_pack(session: AsyncSession, language: str) -> int:
+    result = await session.execute(
+        select(func.count()).select_from(Lesson).where(Lesson.chat_id.is_(None), Lesson.language == language)
+    )
     return int(result.scalar_one())
+
+
+# The language of groups that have not chosen one: the deployment's (DEFAULT_LANGUAGE), set once at start.
+default_language = "zh"
+
+
+def pack_language(chat_pk: int) -> ColumnElement[str]:
+    chosen = select(Chat.language).where(Chat.id == chat_pk).scalar_subquery()
+    return func.coalesce(chosen, default_language)
+
+
+def in_library(chat_pk: int) -> ColumnElement[bool]:
+    """The group's own active lessons and the sample pack's in the group's language, less those of the pack
+    the group removed (the pack is shared, so its removal is a per-group skip)."""
+    skipped = select(LessonSkip.lesson_id).where(LessonSkip.chat_id == chat_pk)
+    pack = Lesson.chat_id.is_(None) & (Lesson.language == pack_language(chat_pk))
+    return ((Lesson.chat_id == chat_pk) | pack) & (Lesson.status == "active") & Lesson.id.not_in(skipped)
 
 
 async def library(session: AsyncSession, chat_pk: int) -> list[Lesson]:
     """The group's own active lessons in order, then the sample pack's."""
     result = await session.execute(
-        select(Lesson)
-        .where((Lesson.chat_id == chat_pk) | Lesson.chat_id.is_(None), Lesson.status == "active")
-        .order_by(Lesson.chat_id.is_(None), Lesson.position, Lesson.id)
+        select(Lesson).where(in_library(chat_pk)).order_by(Lesson.chat_id.is_(None), Lesson.position, Lesson.id)
     )
     return list(result.scalars())
+
+
+async def library_lesson(session: AsyncSession, chat_pk: int, lesson_id: int) -> Lesson | None:
+    """The lesson, if it is in the group's library now (not another group's, not removed)."""
+    result = await session.execute(select(Lesson).where(Lesson.id == lesson_id, in_library(chat_pk)))
+    return result.scalar_one_or_none()
+
+
+async def own_lessons(session: AsyncSession, chat_pk: int) -> list[Lesson]:
+    """The group's own active lessons in their push order (the part of the library it may reorder)."""
+    result = await session.execute(
+        select(Lesson).where(Lesson.chat_id == chat_pk, Lesson.status == "active").order_by(Lesson.position, Lesson.id)
+    )
+    return list(result.scalars())
+
+
+async def skip(session: AsyncSession, chat_pk: int, lesson_id: int, actor_id: int, now: datetime) -> bool:
+    insert = insert_for(session)
+    result = await session.execute(
+        insert(LessonSkip)
+        .values(chat_id=chat_pk, lesson_id=lesson_id, skipped_by=actor_id, skipped_at=now)
+        .on_conflict_do_nothing()
+        .returning(LessonSkip.lesson_id)
+    )
+    return result.first() is not None
+
+
+async def push_of_lesson(session: AsyncSession, chat_pk: int, lesson_id: int) -> LessonPush | None:
+    result = await session.execute(
+        select(LessonPush).where(LessonPush.chat_id == chat_pk, LessonPush.lesson_id == lesson_id)
+    )
+    return result.scalar_one_or_none()
+
+
+async def pushed_ids(session: AsyncSession, chat_pk: int) -> set[int]:
+    result = await session.execute(select(LessonPush.lesson_id).where(LessonPush.chat_id == chat_pk))
+    return set(result.scalars())
+
+
+async def count_pushes(session: AsyncSession, chat_pk: int) -> int:
+    result = await session.execute(select(func.count()).select_from(LessonPush).where(LessonPush.chat_id == chat_pk))
+    return int(result.scalar_one())
+
+
+async def count_unpushed(session: AsyncSession, chat_pk: int) -> int:
+    """Lessons of the library the group has not had yet, whatever their date."""
+    pushed = select(LessonPush.lesson_id).where(LessonPush.chat_id == chat_pk)
+    result = await session.execute(
+        select(func.count()).select_from(Lesson).where(in_library(chat_pk), Lesson.id.not_in(pushed))
+    )
+    return int(result.scalar_one())
 
 
 async def pushed_on(session: AsyncSession, chat_pk: int, day: date) -> LessonPush | None:
@@ -49,8 +117,7 @@ async def next_lesson(session: AsyncSession, chat_pk: int, day: date) -> Lesson 
     result = await session.execute(
         select(Lesson)
         .where(
-            (Lesson.chat_id == chat_pk) | Lesson.chat_id.is_(None),
-            Lesson.status == "active",
+            in_library(chat_pk),
             Lesson.id.not_in(pushed),
             Lesson.push_on.is_(None) | (Lesson.push_on <= day),
         )
@@ -109,12 +176,18 @@ async def add_quiz_answer(session: AsyncSession, push_id: int, user_id: int, opt
 async def unstudied_for(
     session: AsyncSession, user_id: int, chat_pks: list[int], limit: int
 ) -> list[tuple[LessonPush, Lesson]]:
-    """Recent pushes in the member's groups that they have not marked studied, latest first."""
+    """Recent pushes in the member's groups that they have not marked studied, latest first; not those
+    the group's committee has since removed from its library."""
     studied = select(LessonStudy.push_id).where(LessonStudy.user_id == user_id)
+    skipped = (
+        select(LessonSkip.lesson_id)
+        .where(LessonSkip.chat_id == LessonPush.chat_id, LessonSkip.lesson_id == LessonPush.lesson_id)
+        .exists()
+    )
     result = await session.execute(
         select(LessonPush, Lesson)
         .join(Lesson, Lesson.id == LessonPush.lesson_id)
-        .where(LessonPush.chat_id.in_(chat_pks), LessonPush.id.not_in(studied))
+        .where(LessonPush.chat_id.in_(chat_pks), LessonPush.id.not_in(studied), Lesson.status == "active", ~skipped)
         .order_by(LessonPush.pushed_on.desc(), LessonPush.id.desc())
         .limit(limit)
     )

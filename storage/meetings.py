@@ -53,6 +53,38 @@ async def count_sign_ins(session: AsyncSession, meeting_id: int) -> int:
     return int(result.scalar_one())
 
 
+def _live_posts():
+    """Meetings still open whose messages in the group carry counts (the post, the sign-in message)."""
+    return (Meeting.status == "scheduled") & (Meeting.message_id.is_not(None) | Meeting.signin_message_id.is_not(None))
+
+
+async def shown_counts_of_live(session: AsyncSession) -> dict[int, tuple[str, dict[str, int], int]]:
+    """For each such meeting: what its messages show, its answers by kind and its sign-ins, in three queries."""
+    shown = dict((await session.execute(select(Meeting.id, Meeting.shown_counts).where(_live_posts()))).all())
+    answers: dict[int, dict[str, int]] = {}
+    for meeting_id, answer, count in await session.execute(
+        select(MeetingAnswer.meeting_id, MeetingAnswer.answer, func.count())
+        .join(Meeting, Meeting.id == MeetingAnswer.meeting_id)
+        .where(_live_posts())
+        .group_by(MeetingAnswer.meeting_id, MeetingAnswer.answer)
+    ):
+        answers.setdefault(meeting_id, {})[answer] = int(count)
+    signed = dict(
+        (
+            await session.execute(
+                select(MeetingSignIn.meeting_id, func.count())
+                .join(Meeting, Meeting.id == MeetingSignIn.meeting_id)
+                .where(_live_posts())
+                .group_by(MeetingSignIn.meeting_id)
+            )
+        ).all()
+    )
+    return {
+        meeting_id: (text, answers.get(meeting_id, {}), int(signed.get(meeting_id, 0)))
+        for meeting_id, text in shown.items()
+    }
+
+
 async def add_sign_in(session: AsyncSession, row: dict) -> bool:
     """Record a sign-in; False when this member had signed in already (a second tap, a second process)."""
     insert = insert_for(session)
@@ -185,15 +217,6 @@ async def delete_drafts_before(session: AsyncSession, moment: datetime) -> int:
 
     result = await session.execute(delete(Meeting).where(Meeting.status == "draft", Meeting.created_at < moment))
     return result.rowcount or 0
-
-
-async def active_group_ids(session: AsyncSession) -> list[int]:
-    from storage.models import Chat
-
-    result = await session.execute(
-        select(Chat.id).where(Chat.is_active.is_(True), Chat.type.in_(("group", "supergroup")))
-    )
-    return list(result.scalars())
 
 
 async def drop_unstudied_makeup(session: AsyncSession, meeting_id: int, user_id: int) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -69,6 +69,8 @@ class Chat(Base):
     meeting_reminders: Mapped[str | None] = mapped_column(String(64))
     # How often each meeting type must be held, e.g. "general=quarter,committee=month"; None: the default.
     meeting_rules: Mapped[str | None] = mapped_column(String(200))
+    # The 先锋指数 weights, e.g. "attendance=40,acks=20,learning=30,identity=10"; None: the default.
+    vanguard_weights: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -84,6 +86,8 @@ class User(Base):
     # True once the user has opened a private chat with the bot: only then may it message them.
     started_bot: Mapped[bool] = mapped_column(Boolean, default=False)
     blocked_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The member asked not to be named on leaderboards (their rank is shown without a name).
+    rank_hidden: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -415,6 +419,8 @@ class Lesson(Base):
     quiz_options: Mapped[str | None] = mapped_column(Text)  # JSON list
     quiz_answer: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | removed
+    # The sample pack's lessons are in each language the bot speaks; a group gets the pack in its own.
+    language: Mapped[str | None] = mapped_column(String(8))
     imported_by: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -438,6 +444,17 @@ class LessonPush(Base):
         Index("uq_lesson_pushes_chat_lesson", "chat_id", "lesson_id", unique=True),
         Index("uq_lesson_pushes_chat_day", "chat_id", "pushed_on", unique=True),
     )
+
+
+class LessonSkip(Base):
+    """A sample-pack lesson a group's committee removed from its own library (the pack is shared)."""
+
+    __tablename__ = "lesson_skips"
+
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
+    lesson_id: Mapped[int] = mapped_column(ForeignKey("lessons.id", ondelete="CASCADE"), primary_key=True)
+    skipped_by: Mapped[int | None] = mapped_column(BigInteger)
+    skipped_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class LessonStudy(Base):

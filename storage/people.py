@@ -117,6 +117,11 @@ async def delete_granted_chat_role(session: AsyncSession, chat_pk: int, user_id:
     return (result.rowcount or 0) > 0
 
 
+async def delete_chat_roles(session: AsyncSession, chat_pk: int, user_id: int) -> int:
+    result = await session.execute(delete(ChatRole).where(ChatRole.chat_id == chat_pk, ChatRole.user_id == user_id))
+    return result.rowcount or 0
+
+
 async def upsert_users(session: AsyncSession, rows: list[dict], now: datetime) -> None:
     """Many users at once; ``rows`` hold id, first_name, last_name, username, language_code.
 

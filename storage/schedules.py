@@ -40,7 +40,9 @@ async def with_ref(session: AsyncSession, ref: str) -> list[Schedule]:
 
 async def of_kind_in_chat(session: AsyncSession, chat_pk: int, kind: str) -> list[Schedule]:
     result = await session.execute(
-        select(Schedule).where(Schedule.chat_id == chat_pk, Schedule.kind == kind, Schedule.status != "deleted")
+        select(Schedule)
+        .where(Schedule.chat_id == chat_pk, Schedule.kind == kind, Schedule.status != "deleted")
+        .order_by(Schedule.id)
     )
     return list(result.scalars())
 

@@ -8,15 +8,17 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import delete
 
 from bot.i18n import Translator
 from bot.services import attendance as attendance_service
 from bot.services import chats as chat_service
 from bot.services import meetings as meeting_service
+from bot.services import schedules as schedule_service
 from bot.services.clock import FrozenClock
 from bot.services.errors import DomainError
 from handlers.settings import reminders_label, rules_label
-from storage.models import Chat, Meeting
+from storage.models import Chat, Meeting, Schedule
 from tests.emulator import BotAPIEmulator
 from tests.harness import BotHarness
 
@@ -81,7 +83,7 @@ async def say(emulator: BotAPIEmulator, bot: BotHarness, text: str, user: int = 
 
 async def start_checks(bot: BotHarness, clock: FrozenClock) -> None:
     async with bot.app.db.transaction() as session:
-        await attendance_service.ensure_compliance_checks(
+        await schedule_service.ensure_routines_everywhere(
             session, clock.now(), default_language="zh", default_timezone="Asia/Shanghai"
         )
 
@@ -238,6 +240,8 @@ async def test_mid_quarter_check_warns_the_secretary_of_monthly_meetings_once(em
 
 async def test_last_month_of_quarter_adds_quarterly_meetings_and_a_planned_one_counts(emulator, bot, clock) -> None:
     clock.set(NOVEMBER)
+    async with bot.app.db.transaction() as session:  # the check made when the bot joined (in January) goes
+        await session.execute(delete(Schedule).where(Schedule.kind == attendance_service.COMPLIANCE))
     emulator.send_message(SECRETARY, SECRETARY, "/start")
     await bot.settle()
     await start_checks(bot, clock)

@@ -11,7 +11,7 @@ import pytest
 from bot.services.errors import DomainError
 from bot.services.lesson_files import MAX_FILE_BYTES, parse_file
 
-SAMPLE_PACK = Path(__file__).resolve().parent.parent / "bot" / "lessons" / "sample_pack.md"
+SAMPLE_PACKS = sorted((Path(__file__).resolve().parent.parent / "bot" / "lessons").glob("sample_pack*.md"))
 
 GOOD_MD = """
 ---
@@ -143,11 +143,16 @@ def test_files_that_cannot_be_lessons_are_refused(name: str, data: bytes, key: s
     assert refused.value.key == key
 
 
-def test_the_sample_pack_reads_cleanly() -> None:
-    parsed = parse_file(SAMPLE_PACK.name, SAMPLE_PACK.read_bytes())
+@pytest.mark.parametrize("pack", SAMPLE_PACKS, ids=lambda path: path.name)
+def test_the_sample_packs_read_cleanly(pack: Path) -> None:
+    parsed = parse_file(pack.name, pack.read_bytes())
     assert parsed.ok, keys(parsed)
     assert len(parsed.lessons) >= 14
     assert all(lesson.question and lesson.answer is not None for lesson in parsed.lessons)
+
+
+def test_there_is_a_pack_in_each_language() -> None:
+    assert [path.name for path in SAMPLE_PACKS] == ["sample_pack.en.md", "sample_pack.md"]
 
 
 async def test_an_import_is_all_or_nothing_and_follows_the_library(db) -> None:

@@ -17,6 +17,7 @@ from tests.harness import BotHarness
 from tests.test_lesson_files import GOOD_MD
 
 GROUP = -1001234567077
+FAST = {"group_messages_per_minute": 1200}
 SECRETARY, MEMBER = 2001, 3001
 
 
@@ -33,7 +34,8 @@ async def emulator() -> AsyncIterator[BotAPIEmulator]:
 @pytest.fixture
 async def bot(emulator: BotAPIEmulator, database_url: str) -> AsyncIterator[BotHarness]:
     clock = FrozenClock(datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
-    async with BotHarness(emulator, database_url, clock=clock) as harness:
+    # The panel is edited at every tap, which counts against the group's 20 messages a minute.
+    async with BotHarness(emulator, database_url, clock=clock, **FAST) as harness:
         emulator.bot_added(GROUP, SECRETARY, status="administrator")
         await harness.settle()
         yield harness
@@ -184,3 +186,343 @@ async def test_the_daily_push_with_study_and_quiz(emulator, database_url) -> Non
             ("什么是“三会一课”", True),
             ("支部党员大会开什么、多久开一次", None),
         ]
+
+
+# ------------------------------------------------------------------------------------------ managing the library
+
+OTHER_GROUP = -1001234567078
+OWN_MD = "".join(f"---\ntitle: 本群第{n}课\nsource: 支部手册\n---\n本群第{n}课的正文。\n" for n in ("一", "二", "三"))
+PACK_FIRST, PACK_SECOND, PACK_THIRD = "什么是“三会一课”", "支部党员大会开什么、多久开一次", "支部委员会的职责"
+
+
+def alert(emulator: BotAPIEmulator) -> str:
+    return emulator.calls_of("answerCallbackQuery")[-1].params.get("text", "")
+
+
+def buttons(message: dict) -> list[tuple[str, str]]:
+    rows = (message.get("reply_markup") or {}).get("inline_keyboard") or []
+    return [(b["text"], b["callback_data"]) for row in rows for b in row]
+
+
+async def open_panel(emulator, bot) -> int:
+    emulator.send_message(GROUP, SECRETARY, "/lessons")
+    await bot.settle()
+    return last(emulator, GROUP)["message_id"]
+
+
+async def press(emulator, bot, panel: int, starts_with: str, user: int = SECRETARY) -> dict:
+    """Press the panel's button whose text starts so, as ``user``; the panel as it is afterwards."""
+    emulator.press_button(GROUP, user, panel, button(emulator.message(GROUP, panel), starts_with))
+    await bot.settle()
+    return emulator.message(GROUP, panel)
+
+
+async def press_data(emulator, bot, panel: int, data: str, user: int = SECRETARY) -> dict:
+    emulator.press_button(GROUP, user, panel, data, forged=True)
+    await bot.settle()
+    return emulator.message(GROUP, panel)
+
+
+async def import_own(emulator, bot, text: str = OWN_MD) -> None:
+    emulator.send_message(SECRETARY, SECRETARY, "/start")
+    panel = await open_panel(emulator, bot)
+    await press(emulator, bot, panel, "📥")
+    emulator.send_document(SECRETARY, SECRETARY, "课程.md", text.encode())
+    await bot.settle()
+    assert "已导入" in last(emulator, SECRETARY)["text"], last(emulator, SECRETARY)["text"]
+
+
+def titles_listed(panel: dict) -> list[str]:
+    """The lessons on the panel's page, by their buttons ("3. 标题")."""
+    return [text.split(". ", 1)[1] for text, _ in buttons(panel) if text[:1].isdigit()]
+
+
+async def push_on_days(emulator, bot, clock: FrozenClock, days: list[int]) -> list[str]:
+    """Move the clock to 20:00 in Shanghai on each of these days of November 2026 (December past 30);
+    the titles of the lessons posted meanwhile."""
+    before = len(lesson_posts(emulator))
+    for day in days:
+        month, day = (11, day) if day <= 30 else (12, day - 30)
+        clock.set(datetime(2026, month, day, 12, 0, tzinfo=UTC))
+        await bot.settle()
+    return [post["text"].split("｜", 1)[1].split("\n", 1)[0] for post in lesson_posts(emulator)[before:]]
+
+
+async def group_pk(bot, telegram_id: int = GROUP) -> int:
+    from storage.models import Chat
+
+    async with bot.app.db.transaction() as session:
+        return await session.scalar(select(Chat.id).where(Chat.telegram_id == telegram_id))
+
+
+async def library_titles(bot, telegram_id: int = GROUP) -> list[str]:
+    from bot.services import lessons as lesson_service
+
+    chat_pk = await group_pk(bot, telegram_id)
+    async with bot.app.db.transaction() as session:
+        return [lesson.title for lesson in await lesson_service.library(session, chat_pk)]
+
+
+async def test_the_library_is_paged_and_a_lesson_opens_as_a_preview(emulator, bot) -> None:
+    panel_id = await open_panel(emulator, bot)
+    panel = emulator.message(GROUP, panel_id)
+    assert "第 1/2 页" in panel["text"]
+    assert titles_listed(panel)[:2] == [PACK_FIRST, PACK_SECOND]
+    assert len(titles_listed(panel)) == 8
+    assert all(len(data.encode()) <= 64 for _, data in buttons(panel))
+
+    page_two = await press(emulator, bot, panel_id, "▶")
+    assert "第 2/2 页" in page_two["text"] and "9. “亮身份”是什么、怎么亮" in page_two["text"]
+    assert [text for text, _ in buttons(page_two) if text in ("◀", "▶")] == ["◀"]
+
+    preview = await press(emulator, bot, panel_id, "9.")
+    text = preview["text"]
+    assert "预览 · 第 9 课" in text and "📖 每日党课｜“亮身份”是什么、怎么亮" in text and "来源" in text
+    assert "❓ 测验：" in text and text.count("✅ ") == 1 and "▫️ B." in text
+    assert "🏷 标签：" in text and "尚未推送到本群" in text and "示例课程" in text
+    labels = [label for label, _ in buttons(preview)]
+    assert labels == ["🗑 删除", "◀ 返回列表"]  # the pack keeps its order: no moving it
+    assert all(len(data.encode()) <= 64 for _, data in buttons(preview))
+
+    back = await press(emulator, bot, panel_id, "◀ 返回列表")  # to the page it was on
+    assert "第 2/2 页" in back["text"]
+    first = await press(emulator, bot, panel_id, "◀")
+    preview = await press(emulator, bot, panel_id, "1.")
+    assert "📖 每日党课｜什么是“三会一课”" in preview["text"] and "✅ A. 党课" in preview["text"]
+    assert "下一次推送的就是这课" in preview["text"]
+    assert "第 1/2 页" in first["text"]
+
+
+async def test_a_long_lesson_is_previewed_within_telegrams_limit(emulator, bot) -> None:
+    body = "长" * 3000
+    options = ", ".join(f"选项{'甲乙丙丁戊己庚辛壬癸'[n]}{'很' * 90}" for n in range(10))
+    md = f"---\ntitle: {'题' * 60}\nsource: {'源' * 200}\ntags: [甲, 乙]\nquiz:\n  question: {'问' * 300}\n"
+    md += f"  options: [{options}]\n  answer: 2\n---\n{body}\n"
+    await import_own(emulator, bot, md)
+    panel = await open_panel(emulator, bot)
+    assert titles_listed(emulator.message(GROUP, panel))[0] == "题" * 15 + "…"  # a button holds a short title
+    preview = await press(emulator, bot, panel, "1.")
+    assert len(preview["text"]) <= 4096 and preview["text"].count("✅ ") == 1 and "✅ B." in preview["text"]
+    assert "…" in preview["text"] and "🏷 标签：甲、乙" in preview["text"]
+
+
+async def test_moving_own_lessons_changes_what_is_pushed(emulator, bot) -> None:
+    await import_own(emulator, bot)
+    panel = await open_panel(emulator, bot)
+    assert titles_listed(emulator.message(GROUP, panel))[:3] == ["本群第一课", "本群第二课", "本群第三课"]
+
+    preview = await press(emulator, bot, panel, "1.")
+    assert "本群导入" in preview["text"] and "下一次推送的就是这课" in preview["text"]
+    assert [label for label, _ in buttons(preview)] == ["⬇ 下移", "🗑 删除", "◀ 返回列表"]  # first: no ⬆, no ⏭
+    preview = await press(emulator, bot, panel, "⬇")
+    assert "已下移" in alert(emulator) and "第 2 课" in preview["text"] and "下一次推送" not in preview["text"]
+    assert {"⬆ 上移", "⬇ 下移", "⏭ 下一课推送"} <= {label for label, _ in buttons(preview)}
+
+    listed = await press(emulator, bot, panel, "◀ 返回列表")
+    assert titles_listed(listed)[:3] == ["本群第二课", "本群第一课", "本群第三课"]
+    await press(emulator, bot, panel, "3.")
+    preview = await press(emulator, bot, panel, "⏭")  # the third, pushed next
+    assert "已设为下一课" in alert(emulator) and "第 1 课" in preview["text"]
+    assert "下一次推送的就是这课" in preview["text"]
+    await press(emulator, bot, panel, "◀ 返回列表")
+    await press(emulator, bot, panel, "3.")  # 本群第一课, last of the group's own
+    preview = await press(emulator, bot, panel, "⬆")
+    assert "第 2 课" in preview["text"] and "⬇ 下移" in [label for label, _ in buttons(preview)]
+    listed = await press(emulator, bot, panel, "◀ 返回列表")
+    assert titles_listed(listed)[:4] == ["本群第三课", "本群第一课", "本群第二课", PACK_FIRST]
+
+    await turn_push_on(emulator, bot)
+    pushed = await push_on_days(emulator, bot, bot.clock, [23, 24, 25, 26])
+    assert pushed == ["本群第三课", "本群第一课", "本群第二课", PACK_FIRST]
+
+    panel = await open_panel(emulator, bot)  # the panel marks what was pushed, and the preview says when
+    assert "1. 本群第三课 ✔️已推送" in emulator.message(GROUP, panel)["text"]
+    preview = await press(emulator, bot, panel, "1.")
+    assert "已于 2026-11-23 推送到本群" in preview["text"]
+    assert "⏭ 下一课推送" not in [label for label, _ in buttons(preview)]  # pushed once, never again
+
+
+async def test_removing_an_own_and_a_pack_lesson(emulator, bot) -> None:
+    emulator.add_chat(OTHER_GROUP, "supergroup", "第二党支部")
+    emulator.set_admins(OTHER_GROUP, [], creator_id=SECRETARY)
+    emulator.bot_added(OTHER_GROUP, SECRETARY, status="administrator")
+    await import_own(emulator, bot)
+    panel = await open_panel(emulator, bot)
+
+    await press(emulator, bot, panel, "1.")
+    confirm = await press(emulator, bot, panel, "🗑")
+    assert "确定从本群课程库删除「本群第一课」" in confirm["text"]
+    assert [label for label, _ in buttons(confirm)] == ["✅ 确认删除", "✖ 取消"]
+    preview = await press(emulator, bot, panel, "✖ 取消")  # nothing removed: back to the preview
+    assert "📖 每日党课｜本群第一课" in preview["text"]
+    assert (await library_titles(bot))[0] == "本群第一课"
+    await press(emulator, bot, panel, "🗑")
+    listed = await press(emulator, bot, panel, "✅ 确认删除")
+    assert "已删除「本群第一课」" in alert(emulator)
+    assert "本群导入 2 课，示例课程 16 课" in listed["text"] and "本群第一课" not in listed["text"]
+
+    await press(emulator, bot, panel, "3.")  # the sample pack's first
+    confirm = await press(emulator, bot, panel, "🗑")
+    assert PACK_FIRST in confirm["text"] and "其他群不受影响" in confirm["text"]
+    listed = await press(emulator, bot, panel, "✅ 确认删除")
+    assert "示例课程 15 课" in listed["text"] and PACK_FIRST not in listed["text"]
+    assert PACK_FIRST not in await library_titles(bot)
+    assert (await library_titles(bot, OTHER_GROUP))[0] == PACK_FIRST  # the pack is shared: theirs is intact
+
+    await turn_push_on(emulator, bot)
+    pushed = await push_on_days(emulator, bot, bot.clock, [23, 24, 25, 26])
+    assert pushed == ["本群第二课", "本群第三课", PACK_SECOND, PACK_THIRD]
+
+    # A lesson already pushed may go too: what members did with it stays on record.
+    emulator.send_message(GROUP, MEMBER, "学习了")
+    await bot.settle()
+    post = lesson_posts(emulator)[0]
+    emulator.press_button(GROUP, MEMBER, post["message_id"], button(post, "✅ 已学"))
+    await bot.settle()
+    panel = await open_panel(emulator, bot)
+    preview = await press(emulator, bot, panel, "1.")
+    assert "本群第二课" in preview["text"] and "已于 2026-11-23 推送到本群" in preview["text"]
+    confirm = await press(emulator, bot, panel, "🗑")
+    assert "学习记录和测验答案会保留" in confirm["text"]
+    await press(emulator, bot, panel, "✅ 确认删除")
+    from storage.models import LessonSkip, LessonStudy
+
+    async with bot.app.db.transaction() as session:
+        statuses = dict((await session.execute(select(Lesson.title, Lesson.status))).all())
+        studies = list(await session.scalars(select(LessonStudy.user_id)))
+        skipped = list(await session.scalars(select(LessonSkip.lesson_id)))
+    assert statuses["本群第一课"] == statuses["本群第二课"] == "removed" and statuses[PACK_FIRST] == "active"
+    assert studies == [MEMBER] and len(skipped) == 1
+    assert await push_on_days(emulator, bot, bot.clock, [27, 28]) == ["党小组会怎么开", "党课怎么上好"]
+
+    # Removed after its push, a lesson is not offered for catching up either.
+    panel = await open_panel(emulator, bot)
+    assert "5. 党课怎么上好" in emulator.message(GROUP, panel)["text"]
+    await press(emulator, bot, panel, "5.")
+    await press(emulator, bot, panel, "🗑")
+    await press(emulator, bot, panel, "✅ 确认删除")
+    emulator.send_message(MEMBER, MEMBER, "/lesson")
+    await bot.settle()
+    assert "党小组会怎么开" in last(emulator, MEMBER)["text"]
+
+
+async def test_members_cannot_manage_the_library(emulator, bot) -> None:
+    await import_own(emulator, bot)
+    titles = await library_titles(bot)
+    panel = await open_panel(emulator, bot)
+    before = emulator.message(GROUP, panel)
+    first_id, second_id = (int(button(before, f"{n}.").split(":")[2]) for n in (1, 2))
+    await press(emulator, bot, panel, "1.", user=MEMBER)  # the real button, the wrong person
+    assert "仅限支部委员" in alert(emulator) and emulator.message(GROUP, panel) == before
+    for data in (
+        f"lsm:down:{first_id}:0",
+        f"lsm:first:{second_id}:0",
+        f"lsm:remove:{first_id}:0",
+        f"lsm:remove_yes:{first_id}:0",
+        "lsm:list:0:1",
+    ):
+        after = await press_data(emulator, bot, panel, data, user=MEMBER)
+        assert "仅限支部委员" in alert(emulator), data
+        assert after == before, data
+    assert await library_titles(bot) == titles and titles[:3] == ["本群第一课", "本群第二课", "本群第三课"]
+    from storage.models import AuditLog, LessonSkip
+
+    async with bot.app.db.transaction() as session:
+        assert not list(await session.scalars(select(LessonSkip)))
+        actions = set(await session.scalars(select(AuditLog.action)))
+    assert not actions & {"lesson_moved", "lesson_removed"}
+
+
+async def test_forged_lesson_ids_are_refused(emulator, bot) -> None:
+    emulator.add_chat(OTHER_GROUP, "supergroup", "第二党支部")
+    emulator.set_admins(OTHER_GROUP, [], creator_id=SECRETARY)
+    emulator.bot_added(OTHER_GROUP, SECRETARY, status="administrator")
+    await import_own(emulator, bot)
+    other_pk = await group_pk(bot, OTHER_GROUP)
+    async with bot.app.db.transaction() as session:
+        theirs = Lesson(chat_id=other_pk, position=1, title="别的群的课", body="正文", source="来源")
+        session.add(theirs)
+        await session.flush()
+        theirs_id = theirs.id
+        own = {lesson.title: lesson.id for lesson in await session.scalars(select(Lesson))}
+    panel = await open_panel(emulator, bot)
+    await press(emulator, bot, panel, "2.")
+    await press(emulator, bot, panel, "🗑")
+    await press(emulator, bot, panel, "✅ 确认删除")  # 本群第二课 is removed
+    removed_id, pack_id = own["本群第二课"], own[PACK_FIRST]
+    before = emulator.message(GROUP, panel)["text"]
+    titles = await library_titles(bot)
+
+    for data in (
+        f"lsm:open:{theirs_id}:0",
+        f"lsm:remove_yes:{theirs_id}:0",
+        f"lsm:down:{theirs_id}:0",
+        f"lsm:open:{removed_id}:0",
+        f"lsm:up:{removed_id}:0",
+        f"lsm:remove_yes:{removed_id}:0",
+        f"lsm:up:{pack_id}:0",  # the pack keeps its order
+        f"lsm:first:{pack_id}:0",
+        "lsm:open:999999:0",
+        "lsm:remove_yes:0:0",
+        f"lsm:explode:{own['本群第一课']}:0",
+    ):
+        after = await press_data(emulator, bot, panel, data)
+        assert alert(emulator) == "此按钮已失效。", data
+        assert after["text"] == before, data
+    assert await library_titles(bot) == titles
+    assert await library_titles(bot, OTHER_GROUP) == ["别的群的课", *titles[2:]]
+    listed = await press_data(emulator, bot, panel, "lsm:list:0:99")  # a page that is not there: the last one
+    assert "第 3/3 页" in listed["text"] and "18. 发展党员的基本程序" in listed["text"]
+
+
+async def test_the_committee_is_told_once_when_the_library_is_used_up(emulator, database_url) -> None:
+    from bot.services import lessons as lesson_service
+
+    clock = FrozenClock(datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
+    exhausted = "课程库已全部推送"
+    async with BotHarness(emulator, database_url, clock=clock, **FAST) as bot:
+        emulator.bot_added(GROUP, SECRETARY, status="administrator")
+        await bot.settle()
+        chat_pk = await group_pk(bot)
+        async with bot.app.db.transaction() as session:  # a tiny library: two lessons of the pack left
+            for lesson in (await lesson_service.library(session, chat_pk))[2:]:
+                await lesson_service.remove(session, chat_pk, lesson.id, SECRETARY, clock.now())
+        await turn_push_on(emulator, bot)
+        assert await push_on_days(emulator, bot, clock, [23, 24, 25, 26]) == [PACK_FIRST, PACK_SECOND]
+        # Nobody of the committee has started the bot: the group is told, once.
+        notes = [m for m in emulator.sent_messages(GROUP) if exhausted in (m.get("text") or "")]
+        assert len(notes) == 1 and "共推送 2 课" in notes[0]["text"] and "/lessons" in notes[0]["text"]
+    async with BotHarness(emulator, database_url, clock=clock, **FAST) as bot:  # a restart changes nothing
+        assert await push_on_days(emulator, bot, clock, [27, 28]) == []
+        assert len([m for m in emulator.sent_messages(GROUP) if exhausted in (m.get("text") or "")]) == 1
+
+        # New lessons are pushed, and their end is another exhaustion: this time the secretary is
+        # reachable, so it goes to them in private.
+        await import_own(emulator, bot, "---\ntitle: 新课\nsource: 支部手册\n---\n新课的正文。\n")
+        assert await push_on_days(emulator, bot, clock, [29, 30, 31]) == ["新课"]
+        private = [m for m in emulator.sent_messages(SECRETARY) if exhausted in (m.get("text") or "")]
+        assert len(private) == 1 and "第一党支部" in private[0]["text"] and "共推送 3 课" in private[0]["text"]
+        assert len([m for m in emulator.sent_messages(GROUP) if exhausted in (m.get("text") or "")]) == 1
+    async with BotHarness(emulator, database_url, clock=clock, **FAST) as bot:
+        assert await push_on_days(emulator, bot, clock, [32, 33]) == []
+        assert len([m for m in emulator.sent_messages(SECRETARY) if exhausted in (m.get("text") or "")]) == 1
+
+
+async def test_an_english_group_gets_the_english_sample_pack(emulator, database_url) -> None:
+    clock = FrozenClock(datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
+    async with BotHarness(emulator, database_url, clock=clock) as bot:
+        emulator.bot_added(GROUP, SECRETARY, status="administrator")
+        await bot.settle()
+        emulator.send_message(GROUP, SECRETARY, "/settings lang en")
+        emulator.send_message(GROUP, SECRETARY, "/lessons")
+        await bot.settle()
+        panel = last(emulator, GROUP)
+        assert "three meetings and one lecture" in panel["text"] and "三会一课”" not in panel["text"]
+        emulator.press_button(GROUP, SECRETARY, panel["message_id"], "lsn:push:d2000", forged=True)
+        await bot.settle()
+        clock.set(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))  # 20:00 in Shanghai
+        await bot.settle()
+        [post] = [m for m in emulator.sent_messages(GROUP) if (m.get("text") or "").startswith("📖 Daily lesson")]
+        assert "What are the 'three meetings and one lecture'" in post["text"]
+        [poll] = emulator.calls_of("sendPoll")
+        assert "what is the 'one lecture'" in poll.params["question"]

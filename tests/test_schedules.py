@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -104,7 +105,7 @@ async def create(emulator: BotAPIEmulator, bot: BotHarness, line: str, save: str
 
 async def schedules_in_db(bot: BotHarness) -> list[Schedule]:
     async with bot.app.db.transaction() as session:
-        # Announcements only: every group also has its routine meeting check (``meeting_compliance``).
+        # Announcements only: every group also has its routines (the meeting check, the boards, the report).
         query = select(Schedule).where(Schedule.kind == "announcement").order_by(Schedule.id)
         return list((await session.execute(query)).scalars())
 
@@ -280,8 +281,8 @@ async def test_guided_schedule_with_buttons(emulator, bot, clock) -> None:
 
 async def test_a_broken_schedule_is_paused_and_holds_back_no_other(emulator, bot, clock) -> None:
     await create(emulator, bot, "每周三 19:30 | 正常的")
+    [good] = await schedules_in_db(bot)
     async with bot.app.db.transaction() as session:
-        [good] = list((await session.execute(select(Schedule))).scalars())
         session.add(  # a row whose rule cannot be read back (written by hand, say), due first
             Schedule(chat_id=good.chat_id, rule="garbage", text="坏的", status="active", next_run_at=MONDAY_MORNING)
         )
@@ -340,7 +341,12 @@ async def test_members_are_refused_and_bad_input_changes_nothing(emulator, bot) 
         emulator.press_button(GROUP, SECRETARY, message_id, data, forged=True)
     await bot.settle()
     async with bot.app.db.transaction() as session:
-        assert await session.scalar(select(func.count()).select_from(Schedule).where(Schedule.status != "draft")) == 0
+        saved = (
+            select(func.count())
+            .select_from(Schedule)
+            .where(Schedule.status != "draft", Schedule.kind == "announcement")
+        )
+        assert await session.scalar(saved) == 0
 
     assert len(alerts(emulator)) == 7 and all(alerts(emulator))  # each forged press answered, none crashed
     # A guided draft cannot be saved (by forged data) before its text came.
@@ -359,7 +365,12 @@ async def test_members_are_refused_and_bad_input_changes_nothing(emulator, bot) 
     emulator.press_button(GROUP, MEMBERS[0], preview["message_id"], button_data(preview, "💾 保存"))
     await bot.settle()
     async with bot.app.db.transaction() as session:
-        assert await session.scalar(select(func.count()).select_from(Schedule).where(Schedule.status == "active")) == 0
+        active = (
+            select(func.count())
+            .select_from(Schedule)
+            .where(Schedule.status == "active", Schedule.kind == "announcement")
+        )
+        assert await session.scalar(active) == 0
 
 
 async def test_real_process_timer_fires_and_restarts_never_repeat(emulator, sqlite_url) -> None:
@@ -370,6 +381,8 @@ async def test_real_process_timer_fires_and_restarts_never_repeat(emulator, sqli
     for title, telegram_id in groups.items():
         emulator.add_chat(telegram_id, "supergroup", title)
     now = datetime.now(UTC)
+    # A daily time half a day away: none of its own runs falls in the minutes this test looks at.
+    far_rule = f"every day {(now + timedelta(hours=12)).astimezone(ZoneInfo('Asia/Shanghai')).hour:02d}:00"
     due = {
         "late": now - timedelta(minutes=10),
         "too_late": now - timedelta(hours=2),
@@ -385,7 +398,7 @@ async def test_real_process_timer_fires_and_restarts_never_repeat(emulator, sqli
                 session.add(
                     Schedule(
                         chat_id=chat.id,
-                        rule="every day 20:00",
+                        rule=far_rule,
                         text=f"公告 {title}",
                         status="active",
                         quiet_ok=True,

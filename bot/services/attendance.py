@@ -575,16 +575,9 @@ async def _plan_compliance(
     await outbox_service.plan(session, planned, now)
 
 
-async def ensure_compliance_checks(
-    session: AsyncSession, now: datetime, *, default_language: str, default_timezone: str
-) -> int:
-    """Every active group gets its monthly check (made once; housekeeping calls this)."""
-    made = 0
-    for chat_pk in await meeting_store.active_group_ids(session):
-        chat = await chat_service.get_chat_by_pk(session, chat_pk)
-        settings = chat_service.settings_of(chat, default_language=default_language, default_timezone=default_timezone)
-        made += await schedule_service.ensure_recurring(session, chat_pk, COMPLIANCE, CHECK_RULE, settings, now)
-    return made
+@schedule_service.register_routine
+async def ensure_compliance_check(session: AsyncSession, chat_pk: int, settings: GroupSettings, now: datetime) -> bool:
+    return await schedule_service.ensure_recurring(session, chat_pk, COMPLIANCE, CHECK_RULE, settings, now)
 
 
 # The check may run late after an outage, but a warning days late is still worth having.

@@ -146,6 +146,11 @@ async def get_chat_by_pk(session: AsyncSession, chat_pk: int) -> Chat | None:
     return await chat_store.get_by_id(session, chat_pk)
 
 
+async def active_group_ids(session: AsyncSession) -> list[int]:
+    """The groups the bot is in now (housekeeping gives each its routine schedules)."""
+    return await chat_store.active_group_ids(session)
+
+
 async def deactivate_chat(session: AsyncSession, telegram_id: int) -> bool:
     chat = await chat_store.get_by_telegram_id(session, telegram_id)
     if chat is None or not chat.is_active:

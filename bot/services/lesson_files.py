@@ -171,7 +171,7 @@ def parse_file(filename: str, data: bytes) -> Parsed:
     lessons, titles = [], {}
     for line, raw in entries:
         try:
-            draft = _draft(line, raw, problems)
+            draft = draft_of(line, raw, problems)
         except Exception:  # noqa: BLE001 - an entry of an unexpected shape is the file's fault
             problems.append(Problem(line, "lessons.bad_entry"))
             continue
@@ -299,7 +299,7 @@ def _flat(value: Any) -> bool:
     )
 
 
-def _draft(line: int, raw: dict, problems: list[Problem]) -> LessonDraft | None:
+def draft_of(line: int, raw: dict, problems: list[Problem]) -> LessonDraft | None:
     fields = {FIELD_NAMES.get(str(key).strip().lower(), str(key)): value for key, value in raw.items()}
     quiz = fields.get("quiz")
     known = [value for name, value in fields.items() if name in FIELD_NAMES.values() and name != "quiz"]
@@ -309,6 +309,10 @@ def _draft(line: int, raw: dict, problems: list[Problem]) -> LessonDraft | None:
         known.append(quiz)
     if not all(_flat(value) for value in known):
         problems.append(Problem(line, "lessons.bad_entry"))
+        return None
+    items = (item for value in known for item in (value if isinstance(value, list) else [value]))
+    if any("\x00" in _text(item) for item in items):  # a YAML "\0" or JSON "\u0000": PostgreSQL cannot store it
+        problems.append(Problem(line, "lessons.nul_character"))
         return None
     found: list[Problem] = []
 

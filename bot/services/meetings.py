@@ -386,6 +386,17 @@ async def record_shown(session: AsyncSession, meeting_id: int, shown: str) -> No
         meeting.shown_counts = shown
 
 
+async def stale_counts(session: AsyncSession) -> list[int]:
+    """Open meetings whose messages show counts that are no longer true (an edit lost to a restart). A
+    message never edited shows what it was sent with: nothing answered or signed yet."""
+    stale = []
+    for meeting_id, (shown, figures, signed) in (await meeting_store.shown_counts_of_live(session)).items():
+        now_true = Counts(figures.get("yes", 0), figures.get("leave", 0), figures.get("maybe", 0))
+        if (shown or "0/0/0/0") != f"{now_true.key()}/{signed}":
+            stale.append(meeting_id)
+    return stale
+
+
 # ------------------------------------------------------------------------------------------ answers
 
 

@@ -197,6 +197,14 @@ async def can_manage(session: AsyncSession, unit_id: int, user_id: int, superuse
     return any(role == "secretary" for _, role, _ in roles)
 
 
+async def may_oversee(session: AsyncSession, unit_id: int, user_id: int, superusers: frozenset[int]) -> bool:
+    """Superusers, and anyone with a role (committee or secretary) on the unit or a unit above it: those
+    who may see the figures of all its groups."""
+    if user_id in superusers:
+        return True
+    return bool(await org_store.roles_on_units_above(session, unit_id, user_id))
+
+
 async def _require_manage(session: AsyncSession, unit: Unit, user_id: int, superusers: frozenset[int]) -> None:
     if not await can_manage(session, unit.id, user_id, superusers):
         raise DomainError("org.not_your_unit", id=unit.id, name=unit.name)

@@ -104,6 +104,11 @@ async def record_skipped(session: AsyncSession, row_id: int, reason: str) -> Non
     await outbox_store.set_outcome(session, row_id, status="skipped", error=reason[:200])
 
 
+async def record_unknown(session: AsyncSession, row_id: int, reason: str) -> None:
+    """The request may have reached Telegram without an answer coming back: not sent again, and shown."""
+    await outbox_store.set_outcome(session, row_id, status="unknown", error=reason[:200])
+
+
 async def record_failure(
     session: AsyncSession, row_id: int, attempts: int, reason: str, now: datetime, *, retry: bool
 ) -> datetime | None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import people as people_store
+from storage.models import AuditLog
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,11 @@ async def observe_in_chat(session: AsyncSession, chat_pk: int, user_id: int, now
 
 
 async def mark_left(session: AsyncSession, chat_pk: int, user_id: int, now: datetime) -> None:
+    """The member left or was removed: their roles in the group go with them (a former 委员 must not keep
+    receiving lists that name members). Roles on the group's unit are the unit's to take away."""
     await people_store.observe_member(session, chat_pk, user_id, now, status="left")
+    if await people_store.delete_chat_roles(session, chat_pk, user_id):
+        session.add(AuditLog(chat_id=chat_pk, actor_id=None, action="roles_dropped", detail=f"{user_id} left"))
 
 
 async def mark_started(session: AsyncSession, user_id: int) -> None:

@@ -75,6 +75,38 @@ class ScheduleKind:
 KINDS: dict[str, ScheduleKind] = {}
 
 
+# What each group has on its timetable from the day the bot joins (the meeting check, the board posts, the
+# monthly report): a feature registers how to make its routine once, and a group that turned one off keeps
+# it off. Returns whether something was made.
+RoutineMaker = Callable[[AsyncSession, int, GroupSettings, datetime], Awaitable[bool]]
+ROUTINES: list[RoutineMaker] = []
+
+
+def register_routine(make: RoutineMaker) -> RoutineMaker:
+    ROUTINES.append(make)
+    return make
+
+
+async def ensure_routines(session: AsyncSession, chat_pk: int, settings: GroupSettings, now: datetime) -> int:
+    """The group's routines, those it lacks made (when the bot joins; housekeeping for older groups)."""
+    made = 0
+    for make in ROUTINES:
+        made += await make(session, chat_pk, settings, now)
+    return made
+
+
+async def ensure_routines_everywhere(
+    session: AsyncSession, now: datetime, *, default_language: str, default_timezone: str
+) -> int:
+    """Every active group's routines (housekeeping calls this)."""
+    made = 0
+    for chat_pk in await chat_service.active_group_ids(session):
+        chat = await chat_service.get_chat_by_pk(session, chat_pk)
+        settings = chat_service.settings_of(chat, default_language=default_language, default_timezone=default_timezone)
+        made += await ensure_routines(session, chat_pk, settings, now)
+    return made
+
+
 def register_kind(
     name: str, plan: Planner, *, grace: timedelta, follows_zone: bool = True, changes_state: bool = False
 ) -> None:
