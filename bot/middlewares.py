@@ -17,6 +17,7 @@ from aiogram.types import Chat as TgChat
 from aiogram.types import TelegramObject, Update
 from aiogram.types import User as TgUser
 
+from bot.aio import wait_event
 from bot.caches import TableCache
 from bot.context import RequestContext
 from bot.delivery import Delivery, Replies
@@ -52,11 +53,7 @@ class InFlight:
             self._idle.set()
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self._idle, timeout)
 
 
 class KeyedLock:

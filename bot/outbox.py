@@ -23,6 +23,7 @@ from typing import Any
 from aiogram.methods import TelegramMethod
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.aio import wait_event
 from bot.delivery import FORBIDDEN, GAVE_UP, SKIPPED, UNKNOWN, Delivery, Outcome
 from bot.i18n import Translator, language_for_user
 from bot.services import chats as chat_service
@@ -141,8 +142,7 @@ class OutboxWorker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("the outbox did not settle")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._settled_changed.wait(), remaining)
+            await wait_event(self._settled_changed, remaining)
 
     # -------------------------------------------------------------------------------- the loop
 
@@ -204,8 +204,7 @@ class OutboxWorker:
         delay = self.IDLE_POLL_SECONDS
         if due_at is not None:
             delay = min(delay, max(0.0, (due_at - self.clock.now()).total_seconds()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), delay)
+        await wait_event(self._wakeup, delay)
 
     # -------------------------------------------------------------------------------- one message
 

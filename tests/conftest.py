@@ -68,3 +68,35 @@ async def db(database_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.dispose()
+
+
+@pytest.fixture(autouse=True)
+async def _dump_tasks_before_timeout(request) -> AsyncIterator[None]:
+    """pytest-timeout shows the threads' stacks, where an asyncio hang is only `select`: a few seconds
+    before it fires, print where every task is waiting, so a hang says where it hung."""
+    import asyncio
+    import sys
+
+    limit = request.config.getini("timeout")
+    marker = request.node.get_closest_marker("timeout")
+    seconds = float(marker.args[0] if marker and marker.args else request.config.getoption("timeout") or limit or 0)
+    if seconds <= 10:
+        yield
+        return
+
+    def dump() -> None:
+        print(f"\n--- asyncio tasks still running after {seconds - 5:.0f} s ---", file=sys.stderr)
+        for task in asyncio.all_tasks():
+            print(f"{task!r}", file=sys.stderr)
+            awaited = task.get_coro()
+            while awaited is not None:  # down the chain of awaits to where it really waits
+                frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+                if frame is not None:
+                    print(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}", file=sys.stderr)
+                awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+
+    handle = asyncio.get_running_loop().call_later(seconds - 5, dump)
+    try:
+        yield
+    finally:
+        handle.cancel()
