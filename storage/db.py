@@ -6,7 +6,10 @@ SQLite is the default store. Two of its habits shape this module:
   (it cannot wait for busy_timeout), so every transaction here starts with ``BEGIN IMMEDIATE``;
 * SQLite's own busy handler sleeps in growing steps (up to 100 ms), which wastes throughput when
   many coroutines of one process want to write. Writers of this process therefore queue on an
-  asyncio lock first; busy_timeout stays as the safety net against other processes.
+  asyncio lock first. Between processes (a second bot by mistake, the CLI beside the bot), a writer
+  polling every 100 ms keeps losing to newcomers that poll every few milliseconds, and can wait past
+  any busy_timeout; so writers also take an OS lock on a file beside the database, which wakes the
+  next waiter the moment it is free. busy_timeout stays as the safety net for anything else.
 
 PostgreSQL needs neither trick: its transactions run concurrently.
 
@@ -19,6 +22,8 @@ database, and the caller runs the work again as a write transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -60,10 +65,69 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _ensure_sqlite_directory(url: str) -> None:
+def _sqlite_file(url: str) -> Path | None:
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return Path(database).expanduser()
+    return None
+
+
+def _ensure_sqlite_directory(url: str) -> None:
+    path = _sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+class _WriterFileLock:
+    """An exclusive flock on ``<database>-writer.lock`` held for a write transaction, shared by every
+    process (and every engine) that writes the file. Uncontended, it costs one system call; contended,
+    the wait happens in a worker thread and the kernel hands the lock over as soon as it is released."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path.with_name(path.name + "-writer.lock")
+        self._fd: int | None = None
+
+    async def __aenter__(self) -> None:
+        import fcntl
+
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self._fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
+        try:
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            # The thread cannot be stopped: once it gets the lock, give it back, or nobody ever writes again.
+            waiting.add_done_callback(lambda done: done.cancelled() or done.exception() or self._release())
+            raise
+
+    async def __aexit__(self, *exc) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        import fcntl
+
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+def _writer_file_lock(url: str):
+    """The cross-process writer lock where the OS has flock and the database is a file; else nothing."""
+    path = _sqlite_file(url)
+    if path is None or os.name != "posix":
+        return contextlib.nullcontext()
+    return _WriterFileLock(path)
 
 
 def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -134,6 +198,7 @@ class Database:
             self.engine, expire_on_commit=False, autoflush=True, sync_session_class=TrackedSession
         )
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._writer_file_lock = _writer_file_lock(self.url) if self.is_sqlite else None
 
     @asynccontextmanager
     async def transaction(self, *, read_only: bool = False) -> AsyncIterator[AsyncSession]:
@@ -155,7 +220,7 @@ class Database:
                 async with self.sessionmaker() as session, session.begin():
                     yield session
             else:
-                async with self._write_lock, self.sessionmaker() as session, session.begin():
+                async with self._write_lock, self._writer_file_lock, self.sessionmaker() as session, session.begin():
                     yield session
         finally:
             _READ_ONLY.reset(token)
@@ -168,3 +233,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if isinstance(self._writer_file_lock, _WriterFileLock):
+            self._writer_file_lock.close()

@@ -83,6 +83,43 @@ async def test_two_engines_on_one_sqlite_file_never_report_locked(sqlite_url: st
         await second.dispose()
 
 
+async def test_a_writer_cancelled_while_waiting_for_another_process_leaves_no_lock_behind(sqlite_url: str) -> None:
+    first, second = Database(sqlite_url), Database(sqlite_url)
+    await upgrade_to_head(first.engine)
+    try:
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with first.transaction() as session:
+                await claim_update(session, 1)
+                holding.set()
+                await release.wait()
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+
+        async def write(database: Database, update_id: int) -> None:
+            async with database.transaction() as session:
+                await claim_update(session, update_id)
+
+        waiting = asyncio.create_task(write(second, 2))
+        await asyncio.sleep(0.2)  # it waits for the other "process"
+        assert not waiting.done()
+        waiting.cancel()
+        release.set()
+        await holder
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # The lock the cancelled writer's thread got later was given back: both can write again.
+        await asyncio.wait_for(write(first, 3), 5)
+        await asyncio.wait_for(write(second, 4), 5)
+        async with first.transaction(read_only=True) as session:
+            assert await session.scalar(select(func.count()).select_from(ProcessedUpdate)) == 3
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
 async def test_group_lifecycle_register_leave_return(db: Database) -> None:
     async with db.transaction() as session:
         result = await chat_service.register_chat(session, -100123, "supergroup", "一支部")
