@@ -8,6 +8,8 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.types import Message
 
+from handlers.common import OnLoop
+
 
 def addressed_to_us(message: Message) -> bool:
     """Whether a message can concern any feature: anything in private, and commands in groups.
@@ -45,7 +47,7 @@ def build_root_router() -> Router:
 
     root = Router(name="root")
     features = Router(name="features")
-    features.message.filter(F.func(addressed_to_us))
+    features.message.filter(OnLoop(F.func(addressed_to_us)))
     features.include_routers(
         start.build_router(),
         help.build_router(),

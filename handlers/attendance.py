@@ -24,6 +24,8 @@ from bot.services import people as people_service
 from bot.services.errors import DomainError
 from handlers import meetings as meeting_view
 from handlers.common import (
+    IN_PRIVATE,
+    OnLoop,
     RowId,
     UserId,
     explain,
@@ -460,7 +462,7 @@ async def studied_button(callback: CallbackQuery, callback_data: StudiedButton, 
 
 def build_router() -> Router:
     router = Router(name="attendance")
-    router.message.register(code_message, F.chat.type == "private", F.text.regexp(CODE_MESSAGE))
+    router.message.register(code_message, IN_PRIVATE, OnLoop(F.text.regexp(CODE_MESSAGE)))
     router.callback_query.register(signin_button, SignInButton.filter())
     router.callback_query.register(proxy_button, ProxyButton.filter())
     router.callback_query.register(studied_button, StudiedButton.filter())

@@ -7,7 +7,7 @@ there, so nothing of it has to be kept between the two, and a restart in between
 
 from __future__ import annotations
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import SendDocument, SendMessage
@@ -30,6 +30,7 @@ from bot.services import schedules as schedule_service
 from bot.services.backup import Backup, Entry, Plan, Problem
 from bot.services.errors import DomainError
 from handlers.common import (
+    IN_GROUP,
     RowId,
     explain,
     parse_row_id,
@@ -434,7 +435,7 @@ async def restore_button(callback: CallbackQuery, callback_data: RestoreButton, 
 
 def build_router() -> Router:
     router = Router(name="backup")
-    in_group = F.chat.type.in_({"group", "supergroup"})
+    in_group = IN_GROUP
     router.message.register(backup_command, Command("backup"), in_group)
     router.message.register(restore_command, Command("restore"), in_group)
     router.callback_query.register(unit_backup_button, UnitBackupButton.filter())

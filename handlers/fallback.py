@@ -6,6 +6,7 @@ from aiogram import F, Router
 from aiogram.types import CallbackQuery, Message
 
 from bot.context import RequestContext
+from handlers.common import IN_PRIVATE, OnLoop
 
 
 async def unknown_button(callback: CallbackQuery, ctx: RequestContext) -> None:
@@ -19,5 +20,5 @@ async def unknown_command(message: Message, ctx: RequestContext) -> None:
 def build_router() -> Router:
     router = Router(name="fallback")
     router.callback_query.register(unknown_button)
-    router.message.register(unknown_command, F.chat.type == "private", F.text.startswith("/"))
+    router.message.register(unknown_command, IN_PRIVATE, OnLoop(F.text.startswith("/")))
     return router

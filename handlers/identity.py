@@ -17,7 +17,7 @@ from bot.services import people as people_service
 from bot.services import roles as role_service
 from bot.services.errors import DomainError
 from bot.services.identity import CONTACT_VISIBILITY, MEMBER_TYPES, REJECT_PRESETS, TEXT_STEPS, CardView, Draft
-from handlers.common import UserId, explain, parse_row_id, quote, refuse_callback
+from handlers.common import IN_GROUP, IN_PRIVATE, OnLoop, UserId, explain, parse_row_id, quote, refuse_callback
 from handlers.start import AWAITED_INPUTS, awaited_input, deep_link
 from storage.models import Identity
 
@@ -469,12 +469,12 @@ async def whois_command(message: Message, ctx: RequestContext) -> None:
 
 def build_router() -> Router:
     router = Router(name="identity")
-    private = F.chat.type == "private"
-    groups = F.chat.type.in_({"group", "supergroup"})
+    private = IN_PRIVATE
+    groups = IN_GROUP
     router.message.register(declare_command, Command("declare"))
     router.message.register(review_command, Command("review"), private)
     router.message.register(whois_command, Command("whois"), groups)
-    router.message.register(private_text, private, F.text, ~F.text.startswith("/"))
+    router.message.register(private_text, private, OnLoop(F.text), OnLoop(~F.text.startswith("/")))
     router.callback_query.register(form_button, FormButton.filter())
     router.callback_query.register(verdict_button, VerdictButton.filter())
     router.callback_query.register(reason_button, ReasonButton.filter())

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import TYPE_CHECKING
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import SendMessage, SendPoll, TelegramMethod
@@ -33,6 +33,8 @@ from bot.services import schedules as schedule_service
 from bot.services.errors import DomainError
 from bot.services.lesson_files import Problem
 from handlers.common import (
+    IN_GROUP,
+    IN_PRIVATE,
     RowId,
     explain,
     parse_row_id,
@@ -486,8 +488,8 @@ async def lesson_command(message: Message, ctx: RequestContext) -> None:
 
 def build_router() -> Router:
     router = Router(name="lessons")
-    router.message.register(lessons_command, Command("lessons"), F.chat.type.in_({"group", "supergroup"}))
-    router.message.register(lesson_command, Command("lesson"), F.chat.type == "private")
+    router.message.register(lessons_command, Command("lessons"), IN_GROUP)
+    router.message.register(lesson_command, Command("lesson"), IN_PRIVATE)
     router.callback_query.register(library_button, LibraryButton.filter())
     router.callback_query.register(manage_button, ManageButton.filter())
     router.callback_query.register(study_button, StudyButton.filter())

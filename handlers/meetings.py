@@ -39,6 +39,8 @@ from bot.services.calendar import meeting_ics
 from bot.services.chats import GroupSettings
 from bot.services.errors import DomainError
 from handlers.common import (
+    IN_GROUP,
+    OnLoop,
     RowId,
     UserId,
     explain,
@@ -976,11 +978,14 @@ async def send_names(ctx: RequestContext, callback: CallbackQuery, meeting: Meet
 
 def build_router() -> Router:
     router = Router(name="meetings")
-    groups = F.chat.type.in_({"group", "supergroup"})
+    groups = IN_GROUP
     router.message.register(meeting_command, Command("meeting"), groups)
     router.message.register(meetings_command, Command("meetings"), groups)
     router.message.register(
-        prompt_reply, groups, F.reply_to_message.from_user.is_bot, F.reply_to_message.text.regexp(PROMPT)
+        prompt_reply,
+        groups,
+        OnLoop(F.reply_to_message.from_user.is_bot),
+        OnLoop(F.reply_to_message.text.regexp(PROMPT)),
     )
     router.callback_query.register(kind_button, KindButton.filter())
     router.callback_query.register(draft_button, DraftButton.filter())

@@ -18,7 +18,7 @@ from bot.services import roles as role_service
 from bot.services import schedules as schedule_service
 from bot.services.clock import Clock
 from bot.services.people import Person
-from handlers.common import quote
+from handlers.common import IN_GROUP, IN_PRIVATE, OnLoop, quote
 from handlers.identity import declare_keyboard
 from storage.db import Database
 
@@ -136,11 +136,11 @@ async def sync_command(
 
 def build_router() -> Router:
     router = Router(name="membership")
-    router.my_chat_member.register(bot_membership_changed, F.chat.type.in_({"group", "supergroup"}))
-    router.my_chat_member.register(private_chat_changed, F.chat.type == "private")
-    router.message.register(group_migrated_away, F.migrate_to_chat_id)
-    router.message.register(group_migrated_here, F.migrate_from_chat_id)
-    router.message.register(members_joined, F.new_chat_members)
-    router.message.register(member_left, F.left_chat_member)
-    router.message.register(sync_command, Command("sync"), F.chat.type.in_({"group", "supergroup"}))
+    router.my_chat_member.register(bot_membership_changed, IN_GROUP)
+    router.my_chat_member.register(private_chat_changed, IN_PRIVATE)
+    router.message.register(group_migrated_away, OnLoop(F.migrate_to_chat_id))
+    router.message.register(group_migrated_here, OnLoop(F.migrate_from_chat_id))
+    router.message.register(members_joined, OnLoop(F.new_chat_members))
+    router.message.register(member_left, OnLoop(F.left_chat_member))
+    router.message.register(sync_command, Command("sync"), IN_GROUP)
     return router

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import PinChatMessage, SendDocument, SendMessage, SendPhoto, TelegramMethod
@@ -31,6 +31,7 @@ from bot.services.errors import DomainError
 from bot.services.notices import Composed
 from bot.services.timephrase import PhraseError
 from handlers.common import (
+    IN_GROUP,
     RowId,
     explain,
     quote,
@@ -470,7 +471,7 @@ async def notices_command(message: Message, ctx: RequestContext) -> None:
 
 def build_router() -> Router:
     router = Router(name="notices")
-    groups = F.chat.type.in_({"group", "supergroup"})
+    groups = IN_GROUP
     router.message.register(notice_command, Command("notice"), groups)
     router.message.register(notices_command, Command("notices"), groups)
     router.callback_query.register(draft_button, DraftButton.filter())

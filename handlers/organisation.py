@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
@@ -19,6 +19,7 @@ from bot.services.organisation import UnitNode
 from bot.services.people import Person
 from bot.services.roles import Role
 from handlers.common import (
+    IN_GROUP,
     explain,
     quote,
     refuse_callback,
@@ -406,7 +407,7 @@ async def revoke_command(message: Message, ctx: RequestContext, command: Command
 
 def build_router() -> Router:
     router = Router(name="organisation")
-    in_group = F.chat.type.in_(GROUP_CHATS)
+    in_group = IN_GROUP
     router.message.register(units_command, Command("units"))
     router.message.register(unit_command, Command("unit"))
     router.message.register(bind_command, Command("bind"), in_group)

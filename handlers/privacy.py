@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
@@ -12,7 +12,7 @@ from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton
 from bot.context import RequestContext
 from bot.services import identity as identity_service
 from bot.services import privacy as privacy_service
-from handlers.common import quote
+from handlers.common import IN_PRIVATE, quote
 from handlers.identity import render_card
 
 
@@ -67,7 +67,7 @@ async def private_only(message: Message, ctx: RequestContext) -> None:
 
 def build_router() -> Router:
     router = Router(name="privacy")
-    private = F.chat.type == "private"
+    private = IN_PRIVATE
     router.message.register(mydata_command, Command("mydata"), private)
     router.message.register(forgetme_command, Command("forgetme"), private)
     router.message.register(private_only, Command("mydata", "forgetme"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import SendMessage, TelegramMethod
@@ -22,7 +22,14 @@ from bot.services import roster as roster_service
 from bot.services import schedules as schedule_service
 from bot.services.errors import DomainError
 from bot.services.points import Board, Mine, Standing, UnitScope
-from handlers.common import UserId, quote, refuse_callback, refuse_callback_error, require_group_committee_callback
+from handlers.common import (
+    IN_GROUP,
+    UserId,
+    quote,
+    refuse_callback,
+    refuse_callback_error,
+    require_group_committee_callback,
+)
 from handlers.timephrases import describe
 
 if TYPE_CHECKING:
@@ -298,7 +305,7 @@ async def render_board(session: AsyncSession, envelope: Envelope) -> TelegramMet
 
 def build_router() -> Router:
     router = Router(name="ranking")
-    router.message.register(rank_command, Command("rank"), F.chat.type.in_({"group", "supergroup"}))
+    router.message.register(rank_command, Command("rank"), IN_GROUP)
     router.message.register(me_command, Command("me"))
     router.callback_query.register(rank_button, RankButton.filter())
     router.callback_query.register(posting_button, PostingButton.filter())

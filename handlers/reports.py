@@ -9,7 +9,7 @@ import asyncio
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import SendDocument, SendMessage, SendPhoto, TelegramMethod
@@ -26,7 +26,7 @@ from bot.services import reports as report_service
 from bot.services import roles as role_service
 from bot.services.errors import DomainError
 from bot.services.report_model import GroupReport, UnitReport
-from handlers.common import RowId, explain, parse_row_id, quote, refuse_callback, require_committee_message
+from handlers.common import IN_GROUP, RowId, explain, parse_row_id, quote, refuse_callback, require_committee_message
 from handlers.compliance import kind_name
 from handlers.start import deep_link
 
@@ -301,6 +301,6 @@ async def render_monthly(session: AsyncSession, envelope: Envelope) -> TelegramM
 
 def build_router() -> Router:
     router = Router(name="reports")
-    router.message.register(report_command, Command("report"), F.chat.type.in_({"group", "supergroup"}))
+    router.message.register(report_command, Command("report"), IN_GROUP)
     router.callback_query.register(report_button, ReportButton.filter())
     return router

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import SendMessage
@@ -16,6 +16,7 @@ from bot.services import roster as roster_service
 from bot.services.identity import MEMBER_TYPES
 from bot.services.roster import SECTIONS, Roster
 from handlers.common import (
+    IN_GROUP,
     RowId,
     quote,
     refuse_callback,
@@ -146,7 +147,7 @@ async def roster_nudge(callback: CallbackQuery, ctx: RequestContext, bot: Bot) -
 
 def build_router() -> Router:
     router = Router(name="roster")
-    groups = F.chat.type.in_({"group", "supergroup"})
+    groups = IN_GROUP
     router.message.register(roster_command, Command("roster"), groups)
     router.callback_query.register(roster_filter, RosterFilter.filter())
     router.callback_query.register(roster_nudge, RosterNudge.filter())

@@ -24,6 +24,8 @@ from bot.services.chats import GroupSettings
 from bot.services.errors import DomainError
 from bot.services.timephrase import Rule
 from handlers.common import (
+    IN_GROUP,
+    OnLoop,
     RowId,
     explain,
     quote,
@@ -395,11 +397,15 @@ async def prompt_reply(message: Message, ctx: RequestContext) -> None:
 
 def build_router() -> Router:
     router = Router(name="schedules")
-    groups = F.chat.type.in_({"group", "supergroup"})
+    groups = IN_GROUP
     router.message.register(schedule_command, Command("schedule"), groups)
     router.message.register(schedules_command, Command("schedules"), groups)
     router.message.register(
-        prompt_reply, groups, F.text, F.reply_to_message.from_user.is_bot, F.reply_to_message.text.regexp(PROMPT)
+        prompt_reply,
+        groups,
+        OnLoop(F.text),
+        OnLoop(F.reply_to_message.from_user.is_bot),
+        OnLoop(F.reply_to_message.text.regexp(PROMPT)),
     )
     router.callback_query.register(draft_button, DraftButton.filter())
     router.callback_query.register(manage_button, ManageButton.filter())

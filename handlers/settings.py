@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
@@ -19,6 +19,7 @@ from bot.services import vanguard as vanguard_service
 from bot.services.chats import COMMON_TIMEZONES, QUIET_HOUR_PRESETS, ChatInfo, GroupSettings
 from bot.services.errors import DomainError
 from handlers.common import (
+    IN_GROUP,
     explain,
     quote,
     refuse_callback,
@@ -279,6 +280,6 @@ def _pick(options: tuple, value: str):
 
 def build_router() -> Router:
     router = Router(name="settings")
-    router.message.register(settings_command, Command("settings"), F.chat.type.in_({"group", "supergroup"}))
+    router.message.register(settings_command, Command("settings"), IN_GROUP)
     router.callback_query.register(settings_button, SettingsButton.filter())
     return router

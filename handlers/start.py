@@ -11,6 +11,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.context import RequestContext
 from bot.services import people as people_service
+from handlers.common import IN_PRIVATE, OnLoop
 
 DeepLinkHandler = Callable[[Message, RequestContext, str], Awaitable[bool]]
 # Payload prefix → handler. Features register here; a handler returns False when the payload is not theirs.
@@ -83,6 +84,6 @@ async def private_document(message: Message, ctx: RequestContext, bot: Bot) -> N
 
 def build_router() -> Router:
     router = Router(name="start")
-    router.message.register(start, CommandStart(), F.chat.type == "private")
-    router.message.register(private_document, F.chat.type == "private", F.document)
+    router.message.register(start, CommandStart(), IN_PRIVATE)
+    router.message.register(private_document, IN_PRIVATE, OnLoop(F.document))
     return router

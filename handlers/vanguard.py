@@ -4,7 +4,7 @@ the groups of the group's unit and the units below it. This month or the last, b
 
 from __future__ import annotations
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import SendMessage
@@ -19,6 +19,7 @@ from bot.services import vanguard as vanguard_service
 from bot.services.errors import DomainError
 from bot.services.vanguard import COMPONENTS, GroupIndex, Period, UnitIndex, round_half_up
 from handlers.common import (
+    IN_GROUP,
     RowId,
     parse_row_id,
     quote,
@@ -325,6 +326,6 @@ async def names_link(message: Message, ctx: RequestContext, payload: str) -> boo
 
 def build_router() -> Router:
     router = Router(name="vanguard")
-    router.message.register(vanguard_command, Command("vanguard"), F.chat.type.in_({"group", "supergroup"}))
+    router.message.register(vanguard_command, Command("vanguard"), IN_GROUP)
     router.callback_query.register(vanguard_button, VanguardButton.filter())
     return router
