@@ -272,11 +272,16 @@ async def housekeeping(app: Application) -> None:
                 pruned = await prune_processed_updates(session, app.clock.now())
                 drafts = await schedule_service.forget_stale_drafts(session, app.clock.now())
                 drafts += await meeting_service.forget_stale_drafts(session, app.clock.now())
-                defaults = {
-                    "default_language": app.settings.default_language,
-                    "default_timezone": app.settings.timezone,
-                }
-                routines = await schedule_service.ensure_routines_everywhere(session, app.clock.now(), **defaults)
+                groups = await chat_service.active_group_ids(session)
+            routines = 0
+            defaults = {"default_language": app.settings.default_language, "default_timezone": app.settings.timezone}
+            for chat_pk in groups:
+                # One short transaction per group: with a thousand groups, one transaction held the write
+                # lock (and on PostgreSQL every group's row) for seconds after each start.
+                async with app.db.transaction() as session:
+                    routines += await schedule_service.ensure_group_routines(
+                        session, chat_pk, app.clock.now(), **defaults
+                    )
             log.info(
                 "housekeeping: forgot %s old update ids and %s stale drafts; made %s routine schedules",
                 pruned,

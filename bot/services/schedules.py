@@ -95,15 +95,25 @@ async def ensure_routines(session: AsyncSession, chat_pk: int, settings: GroupSe
     return made
 
 
+async def ensure_group_routines(
+    session: AsyncSession, chat_pk: int, now: datetime, *, default_language: str, default_timezone: str
+) -> int:
+    """A group's routines in its own settings (housekeeping calls this for every active group, one
+    transaction each, so that no write waits for all the groups to be done)."""
+    chat = await chat_service.get_chat_by_pk(session, chat_pk)
+    settings = chat_service.settings_of(chat, default_language=default_language, default_timezone=default_timezone)
+    return await ensure_routines(session, chat_pk, settings, now)
+
+
 async def ensure_routines_everywhere(
     session: AsyncSession, now: datetime, *, default_language: str, default_timezone: str
 ) -> int:
-    """Every active group's routines (housekeeping calls this)."""
+    """Every active group's routines, in one transaction."""
     made = 0
     for chat_pk in await chat_service.active_group_ids(session):
-        chat = await chat_service.get_chat_by_pk(session, chat_pk)
-        settings = chat_service.settings_of(chat, default_language=default_language, default_timezone=default_timezone)
-        made += await ensure_routines(session, chat_pk, settings, now)
+        made += await ensure_group_routines(
+            session, chat_pk, now, default_language=default_language, default_timezone=default_timezone
+        )
     return made
 
 
