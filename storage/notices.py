@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Chat, ChatMember, Notice, NoticeAck, NoticePost
@@ -13,6 +13,16 @@ from storage.upsert import insert_for
 
 async def get_notice(session: AsyncSession, notice_id: int) -> Notice | None:
     return await session.get(Notice, notice_id)
+
+
+async def add_posts(session: AsyncSession, notice_id: int, chat_pks: list[int]) -> list[tuple[int, int]]:
+    """A post of the notice in each group; returns (post id, chat pk) pairs. One statement with many
+    parameter sets: a broadcast's thousand posts as ORM objects took a quarter of a second to flush."""
+    result = await session.execute(
+        insert(NoticePost).returning(NoticePost.id, NoticePost.chat_id),
+        [{"notice_id": notice_id, "chat_id": chat_pk, "shown_acks": 0, "nudges": 0} for chat_pk in chat_pks],
+    )
+    return [(post_id, chat_pk) for post_id, chat_pk in result.all()]
 
 
 async def get_post(session: AsyncSession, post_id: int) -> NoticePost | None:

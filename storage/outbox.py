@@ -13,16 +13,15 @@ from storage.upsert import insert_for
 
 
 async def add(session: AsyncSession, rows: list[dict]) -> int:
-    """Insert the rows whose dedupe_key is new; returns how many were new."""
+    """Insert the rows whose dedupe_key is new; returns how many were new.
+
+    One statement with many parameter sets, compiled once: a VALUES list of a broadcast's thousand rows
+    was compiled anew each time and cost a third of a second before the first post could go."""
     if not rows:
         return 0
     insert = insert_for(session)
-    result = await session.execute(
-        insert(OutboxMessage)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(OutboxMessage.id)
-    )
+    statement = insert(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(OutboxMessage.id)
+    result = await session.execute(statement, rows)
     return len(result.all())
 
 

@@ -157,29 +157,26 @@ def broadcast_key_prefix(notice_id: int) -> str:
 
 async def _publish_to(
     session: AsyncSession, notice: Notice, chat_pks: list[int], now: datetime, *, key: str | None = None
-) -> list[NoticePost]:
+) -> None:
     """One post per group, each planned in the outbox (under ``key`` when the caller names the message:
     a scheduled firing)."""
-    posts = [NoticePost(notice_id=notice.id, chat_id=chat_pk) for chat_pk in chat_pks]
-    session.add_all(posts)
-    await session.flush()
+    posts = await notice_store.add_posts(session, notice.id, chat_pks)
     await outbox_service.plan(
         session,
         [
             Planned(
-                key=key or post_key(notice.id, post.chat_id),
+                key=key or post_key(notice.id, chat_pk),
                 kind="notice_post",
-                args={"post_id": post.id, "notice_id": notice.id},
-                chat_pk=post.chat_id,
+                args={"post_id": post_id, "notice_id": notice.id},
+                chat_pk=chat_pk,
                 not_before=notice.send_at,
             )
-            for post in posts
+            for post_id, chat_pk in posts
         ],
         now,
     )
     notice.status = "published"
     notice.published_at = now
-    return posts
 
 
 async def publish(
