@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.errors import DomainError
+from bot.services.text import is_blank
 from storage import chats as chat_store
 from storage import identity as identity_store
 from storage import people as people_store
@@ -74,7 +75,7 @@ def validate_text(step: str, text: str) -> str:
     value = _clean_text(text)
     if any(unicodedata.category(char) == "Cc" for char in value) or (step == "name" and "\n" in value):
         raise DomainError("identity.bad_characters")
-    if not low <= len(value) <= high:
+    if not low <= len(value) <= high or (low and is_blank(value)):
         raise DomainError("identity.bad_length", low=low, high=high, got=len(value))
     if step == "name" and not any(char.isalpha() for char in value):
         raise DomainError("identity.bad_name")

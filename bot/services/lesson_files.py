@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from bot.services.errors import DomainError
+from bot.services.text import is_blank
 
 MAX_FILE_BYTES = 512 * 1024
 MAX_LESSONS = 500
@@ -318,7 +319,7 @@ def draft_of(line: int, raw: dict, problems: list[Problem]) -> LessonDraft | Non
 
     def bounded(name: str, limit: int) -> str:
         value = _text(fields.get(name))
-        if not value:
+        if is_blank(value):
             found.append(Problem(line, f"lessons.{name}_missing"))
         elif len(value) > limit:
             found.append(Problem(line, "lessons.too_long", {"field": name, "limit": limit, "length": len(value)}))

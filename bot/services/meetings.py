@@ -29,6 +29,7 @@ from bot.services.chats import GroupSettings
 from bot.services.errors import DomainError
 from bot.services.outbox import Planned
 from bot.services.roster import RosterEntry
+from bot.services.text import is_blank
 from storage import meetings as meeting_store
 from storage.models import AuditLog, Chat, Meeting, MeetingAnswer, Schedule
 
@@ -123,7 +124,7 @@ def kind_of(text: str) -> str:
 
 def _bounded(text: str, limit: int, empty_key: str, field: str) -> str:
     text = (text or "").strip()
-    if not text:
+    if is_blank(text):
         raise DomainError(empty_key)
     if len(text) > limit:
         raise DomainError("meetings.too_long", field=field, limit=limit, length=len(text))

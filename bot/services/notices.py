@@ -20,6 +20,7 @@ from bot.services import timephrase
 from bot.services.chats import GroupSettings
 from bot.services.errors import DomainError
 from bot.services.outbox import Planned
+from bot.services.text import is_blank
 from storage import notices as notice_store
 from storage import organisation as org_store
 from storage.models import AuditLog, Chat, Notice, NoticePost
@@ -82,7 +83,7 @@ def title_of(text: str, length: int = TITLE_LENGTH) -> str:
 
 def validate_text(text: str | None, kind: str) -> str:
     text = (text or "").strip()
-    if kind == "text" and not text:
+    if kind == "text" and is_blank(text):
         raise DomainError("notices.empty")
     limit = MAX_TEXT_LENGTH if kind == "text" else MAX_CAPTION_LENGTH
     if len(text) > limit:

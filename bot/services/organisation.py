@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.errors import DomainError
 from bot.services.roles import Role, role_in_chat
+from bot.services.text import is_blank
 from storage import organisation as org_store
 from storage import people as people_store
 from storage.models import AuditLog, Chat, Unit, User
@@ -93,7 +94,7 @@ def parse_role(text: str) -> str:
 def validate_name(text: str | None) -> str:
     """1–64 characters after trimming; no line breaks or control characters."""
     name = (text or "").strip()
-    if not name or len(name) > NAME_MAX_LENGTH or any(_is_break_or_control(ch) for ch in name):
+    if is_blank(name) or len(name) > NAME_MAX_LENGTH or any(_is_break_or_control(ch) for ch in name):
         raise DomainError("org.bad_name", max=NAME_MAX_LENGTH)
     return name
 
