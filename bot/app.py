@@ -217,7 +217,9 @@ def build_application(settings: Settings, *, clock: Clock | None = None) -> Appl
         **meeting_updates.outbox_kinds(),
         "announcement": OutboxKind(schedule_view.render_announcement),
         attendance_service.COMPLIANCE: OutboxKind(compliance_view.render_compliance),
-        "lesson_post": OutboxKind(lesson_view.render_post, on_sent=lesson_view.posted),
+        "lesson_post": OutboxKind(
+            lesson_view.render_post, on_sent=lesson_view.posted, on_unknown=lesson_view.post_unknown
+        ),
         "lesson_quiz": OutboxKind(lesson_view.render_quiz, on_sent=lesson_view.quiz_posted),
         lesson_service.EXHAUSTED: OutboxKind(lesson_view.render_exhausted),
         points_service.BOARD_POST: OutboxKind(ranking_view.render_board),

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiogram.methods import TelegramMethod
@@ -60,17 +61,21 @@ class Envelope:
 Render = Callable[[AsyncSession, Envelope], Awaitable[TelegramMethod | None]]
 OnSent = Callable[[AsyncSession, Envelope, Any], Awaitable[list[TelegramMethod]]]
 OnDone = Callable[[Envelope], None]
+OnUnknown = Callable[[AsyncSession, Envelope, datetime], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class OutboxKind:
     """How to build one kind of message (``render``: None means there is nothing to send any more),
     what to record once it is sent (``on_sent``, in the same transaction as the outcome; it may return
-    follow-up calls such as a pin), and whom to tell once it is settled either way (``on_done``)."""
+    follow-up calls such as a pin), what follows when nobody can know whether it arrived (``on_unknown``:
+    a message that was to follow it still goes), and whom to tell once it is settled either way
+    (``on_done``)."""
 
     render: Render
     on_sent: OnSent | None = None
     on_done: OnDone | None = None
+    on_unknown: OnUnknown | None = None
 
 
 class OutboxWorker:
@@ -292,6 +297,8 @@ class OutboxWorker:
                 return [], True
             if outcome.failure == UNKNOWN:  # shown as such, never sent again
                 await outbox_service.record_unknown(session, row_id, outcome.detail)
+                if kind.on_unknown is not None:
+                    await kind.on_unknown(session, envelope, now)
                 log.warning("outbox message %s (%s): outcome unknown", row_id, envelope.key)
                 return [], True
             retry_at = await outbox_service.record_failure(

@@ -4,7 +4,7 @@ private, and the import report, line by line. The whole panel is one message, ed
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from aiogram import Bot, Router
@@ -429,6 +429,11 @@ async def posted(session: AsyncSession, envelope: Envelope, message) -> list[Tel
     return []
 
 
+async def post_unknown(session: AsyncSession, envelope: Envelope, now: datetime) -> None:
+    """The post's answer was lost, so it is not sent again: its quiz still goes, without the reply."""
+    await lesson_service.record_posted(session, envelope.args["push_id"], None, envelope.key, now)
+
+
 async def render_quiz(session: AsyncSession, envelope: Envelope) -> TelegramMethod | None:
     found = await lesson_service.pushed(session, envelope.args["push_id"])
     if found is None or found[0].poll_id is not None or not found[1].quiz_question:
@@ -442,7 +447,11 @@ async def render_quiz(session: AsyncSession, envelope: Envelope) -> TelegramMeth
         type="quiz",
         correct_option_id=lesson.quiz_answer,
         is_anonymous=False,  # so that each member's answer reaches the bot
-        reply_parameters=ReplyParameters(message_id=found[0].message_id, allow_sending_without_reply=True),
+        reply_parameters=(
+            ReplyParameters(message_id=found[0].message_id, allow_sending_without_reply=True)
+            if found[0].message_id is not None
+            else None
+        ),
     )
 
 

@@ -526,3 +526,26 @@ async def test_an_english_group_gets_the_english_sample_pack(emulator, database_
         assert "What are the 'three meetings and one lecture'" in post["text"]
         [poll] = emulator.calls_of("sendPoll")
         assert "what is the 'one lecture'" in poll.params["question"]
+
+
+async def test_a_lesson_post_whose_answer_was_lost_still_gets_its_quiz(emulator, database_url) -> None:
+    """The post is not sent again (it may be in the group already), but its quiz is not held back for it."""
+    clock = FrozenClock(datetime(2026, 11, 23, 2, 0, tzinfo=UTC))
+    async with BotHarness(emulator, database_url, clock=clock) as bot:
+        emulator.bot_added(GROUP, SECRETARY, status="administrator")
+        await bot.settle()
+        await turn_push_on(emulator, bot)
+        emulator.fail_next("sendMessage", "lost", chat_id=GROUP)
+        clock.set(datetime(2026, 11, 23, 12, 0, tzinfo=UTC))  # 20:00
+        await bot.settle()
+        assert len(lesson_posts(emulator)) == 1  # Telegram took it; the bot never heard back
+        [poll_call] = emulator.calls_of("sendPoll")
+        assert poll_call.params["type"] == "quiz" and "reply_parameters" not in poll_call.params
+        from storage.models import OutboxMessage
+
+        async with bot.app.db.transaction() as session:
+            rows = dict((await session.execute(select(OutboxMessage.kind, OutboxMessage.status))).all())
+        assert rows["lesson_post"] == "unknown" and rows["lesson_quiz"] == "sent"
+    async with BotHarness(emulator, database_url, clock=clock) as bot:  # a restart sends neither again
+        await bot.settle()
+        assert len(lesson_posts(emulator)) == 1 and len(emulator.calls_of("sendPoll")) == 1

@@ -299,8 +299,11 @@ async def pushed(session: AsyncSession, push_id: int) -> tuple[LessonPush, Lesso
     return await lesson_store.push_with_lesson(session, push_id)
 
 
-async def record_posted(session: AsyncSession, push_id: int, message_id: int, post_key: str, now: datetime) -> None:
-    """The post is out: remember it, and plan its quiz (keyed after the post, so once)."""
+async def record_posted(
+    session: AsyncSession, push_id: int, message_id: int | None, post_key: str, now: datetime
+) -> None:
+    """The post is out (``message_id`` None: perhaps, its answer was lost): remember it, and plan its quiz
+    (keyed after the post, so once)."""
     found = await lesson_store.push_with_lesson(session, push_id)
     if found is None:
         return
