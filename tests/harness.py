@@ -116,7 +116,9 @@ class BotProcess:
         self.output = b""
 
     async def start(self, wait_for_polling: bool = True) -> BotProcess:
-        polls_before = len(self.emulator.calls_of("getUpdates"))
+        """Start the process; with ``wait_for_polling``, return once its first getUpdates has arrived (not
+        once it is answered: with nothing pending, that is a whole long poll later)."""
+        polls_before = self.emulator.polls_started
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -130,7 +132,7 @@ class BotProcess:
         self._reader = asyncio.create_task(self._read())
         if wait_for_polling:
             await self.emulator.wait_for(
-                lambda: len(self.emulator.calls_of("getUpdates")) > polls_before or self.process.returncode is not None,
+                lambda: self.emulator.polls_started > polls_before or self.process.returncode is not None,
                 timeout=60,
             )
             assert self.process.returncode is None, self.text()

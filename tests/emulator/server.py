@@ -464,6 +464,7 @@ class BotAPIEmulator:
         self._poll_gen = 0
         self._updates_ev: asyncio.Event | None = None
         # records
+        self.polls_started = 0  # getUpdates requests that arrived (a call is recorded only when answered)
         self.calls: list[Call] = []
         self._calls_by_method: dict[str, list[Call]] = {}
         self._method_counts: dict[str, int] = {}
@@ -1290,6 +1291,7 @@ class BotAPIEmulator:
 
         try:
             if method == "getUpdates":
+                self.polls_started += 1
                 result = await self._get_updates(params, request)
             else:
                 result = handler(params, files)
