@@ -25,7 +25,6 @@ from bot.i18n import Translator
 from bot.services import backup as backup_service
 from bot.services import chats as chat_service
 from bot.services import people as people_service
-from bot.services import roles as role_service
 from bot.services import schedules as schedule_service
 from bot.services.backup import Backup, Entry, Plan, Problem
 from bot.services.errors import DomainError
@@ -41,7 +40,7 @@ from handlers.common import (
     sentence_of,
 )
 from handlers.settings import reminders_label, rules_label
-from handlers.start import awaited_document, deep_link
+from handlers.start import awaited_document, committee_chat, deep_link
 from handlers.timephrases import describe
 from handlers.vanguard import weights_label
 from storage.models import Chat
@@ -122,17 +121,6 @@ async def backup_command(message: Message, ctx: RequestContext, bot: Bot) -> Non
     )
 
 
-async def _committee_chat(ctx: RequestContext, chat_pk: int) -> tuple[Chat | None, str | None]:
-    """The group a private request is about, if the person is on its committee; else the refusal's key."""
-    chat = await chat_service.get_chat_by_pk(ctx.session, chat_pk)
-    if chat is None:
-        return None, "errors.button_expired"
-    role = await role_service.role_in_chat(ctx.session, chat.id, ctx.person.id, ctx.superusers)
-    if not role.is_committee:
-        return None, "errors.committee_only"
-    return chat, None
-
-
 def _payload_chat(payload: str) -> int | None:
     parts = payload.split("_")
     return parse_row_id(parts[1]) if len(parts) == 2 else None
@@ -144,7 +132,7 @@ async def backup_link(message: Message, ctx: RequestContext, payload: str) -> bo
     chat_pk = _payload_chat(payload)
     if chat_pk is None:
         return False
-    chat, refusal = await _committee_chat(ctx, chat_pk)
+    chat, refusal = await committee_chat(ctx, chat_pk)
     if chat is None:
         ctx.replies.add(message.answer(ctx.t(refusal)))
         return True
@@ -156,7 +144,7 @@ async def unit_backup_button(callback: CallbackQuery, callback_data: UnitBackupB
     if ctx.person is None or callback.message is None:
         refuse_callback(ctx, callback, "errors.button_expired")
         return
-    chat, refusal = await _committee_chat(ctx, callback_data.chat)
+    chat, refusal = await committee_chat(ctx, callback_data.chat)
     if chat is None:
         refuse_callback(ctx, callback, refusal)
         return
@@ -202,7 +190,7 @@ async def restore_link(message: Message, ctx: RequestContext, payload: str) -> b
     chat_pk = _payload_chat(payload)
     if chat_pk is None:
         return False
-    chat, refusal = await _committee_chat(ctx, chat_pk)
+    chat, refusal = await committee_chat(ctx, chat_pk)
     if chat is None:
         ctx.replies.add(message.answer(ctx.t(refusal)))
         return True
@@ -340,7 +328,7 @@ async def restore_file(message: Message, ctx: RequestContext, bot: Bot, ref: str
     """The backup file the bot asked for, for the group named when it asked: the report of its problems,
     or the preview of what restoring it would change (as a reply to the file, which the buttons use)."""
     t = ctx.t
-    chat, refusal = await _committee_chat(ctx, int(ref)) if ref.isdigit() else (None, "errors.committee_only")
+    chat, refusal = await committee_chat(ctx, int(ref)) if ref.isdigit() else (None, "errors.committee_only")
     if chat is None:
         ctx.replies.add(message.reply(t(refusal)))
         return
@@ -380,7 +368,7 @@ async def restore_button(callback: CallbackQuery, callback_data: RestoreButton, 
     if ctx.person is None or ctx.chat is not None or callback.message is None or data.action not in ACTIONS:
         refuse_callback(ctx, callback, "errors.button_expired")
         return
-    chat, refusal = await _committee_chat(ctx, data.chat)
+    chat, refusal = await committee_chat(ctx, data.chat)
     if chat is None:
         refuse_callback(ctx, callback, refusal)
         return

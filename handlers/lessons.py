@@ -43,7 +43,7 @@ from handlers.common import (
     require_committee_message,
     require_group_committee_callback,
 )
-from handlers.start import awaited_document, deep_link
+from handlers.start import awaited_document, committee_chat, deep_link
 from handlers.timephrases import describe
 
 if TYPE_CHECKING:
@@ -361,14 +361,9 @@ async def manage_button(callback: CallbackQuery, callback_data: ManageButton, ct
 
 @deep_link("lsn")
 async def import_link(message: Message, ctx: RequestContext, payload: str) -> bool:
-    chat_pk = parse_row_id(payload.partition("_")[2])
-    chat = await chat_service.get_chat_by_pk(ctx.session, chat_pk) if chat_pk is not None else None
+    chat, refusal = await committee_chat(ctx, parse_row_id(payload.partition("_")[2]))
     if chat is None:
-        ctx.replies.add(message.answer(ctx.t("errors.button_expired")))
-        return True
-    role = await role_service.role_in_chat(ctx.session, chat.id, ctx.person.id, ctx.superusers)
-    if not role.is_committee:
-        ctx.replies.add(message.answer(ctx.t("errors.committee_only")))
+        ctx.replies.add(message.answer(ctx.t(refusal)))
         return True
     await _ask_for_file(ctx, ctx.person.id, chat.id, chat.title)
     return True

@@ -10,8 +10,11 @@ from aiogram.filters import CommandObject, CommandStart
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.context import RequestContext
+from bot.services import chats as chat_service
 from bot.services import people as people_service
+from bot.services import roles as role_service
 from handlers.common import IN_PRIVATE, OnLoop
+from storage.models import Chat
 
 DeepLinkHandler = Callable[[Message, RequestContext, str], Awaitable[bool]]
 # Payload prefix → handler. Features register here; a handler returns False when the payload is not theirs.
@@ -53,6 +56,18 @@ def deep_link(prefix: str) -> Callable[[DeepLinkHandler], DeepLinkHandler]:
         return handler
 
     return register
+
+
+async def committee_chat(ctx: RequestContext, chat_pk: int | None) -> tuple[Chat | None, str | None]:
+    """The group a private request (a deep link, a private button) names, if the person is on its
+    committee; else None and the refusal's key. The group key comes from outside and is checked here."""
+    chat = await chat_service.get_chat_by_pk(ctx.session, chat_pk) if chat_pk is not None else None
+    if chat is None:
+        return None, "errors.button_expired"
+    role = await role_service.role_in_chat(ctx.session, chat.id, ctx.person.id, ctx.superusers)
+    if not role.is_committee:
+        return None, "errors.committee_only"
+    return chat, None
 
 
 async def start(message: Message, ctx: RequestContext, command: CommandObject, bot: Bot) -> None:

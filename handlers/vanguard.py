@@ -28,7 +28,7 @@ from handlers.common import (
     require_committee_message,
     require_group_committee_callback,
 )
-from handlers.start import deep_link
+from handlers.start import committee_chat, deep_link
 from storage.models import Chat
 
 MEMBERS_PER_PAGE = 20  # two short lines each: a page stays far below Telegram's 4096 characters
@@ -311,13 +311,12 @@ async def names_link(message: Message, ctx: RequestContext, payload: str) -> boo
     if chat_pk is None or not (parts[2].isascii() and parts[2].isdigit()):
         return False
     months_back = int(parts[2])
-    chat = await chat_service.get_chat_by_pk(ctx.session, chat_pk)
-    if chat is None or months_back not in vanguard_service.PERIODS:
+    if months_back not in vanguard_service.PERIODS:
         ctx.replies.add(message.answer(ctx.t("errors.button_expired")))
         return True
-    role = await role_service.role_in_chat(ctx.session, chat.id, ctx.person.id, ctx.superusers)
-    if not role.is_committee:
-        ctx.replies.add(message.answer(ctx.t("errors.committee_only")))
+    chat, refusal = await committee_chat(ctx, chat_pk)
+    if chat is None:
+        ctx.replies.add(message.answer(ctx.t(refusal)))
         return True
     text, keyboard = list_view(ctx.t, await _group_index(ctx, chat, months_back))
     ctx.replies.add(message.answer(text, reply_markup=keyboard))
